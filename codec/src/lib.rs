@@ -1,0 +1,2 @@
+//! `qmig-codec`: zero-copy codec for the QEMU live-migration wire protocol.
+#![forbid(unsafe_code)]

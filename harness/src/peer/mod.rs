@@ -1,0 +1,3 @@
+//! Live sockets: the recording proxy, the stand-in destination and the source replayer.
+
+pub mod record;
