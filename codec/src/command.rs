@@ -53,7 +53,11 @@ impl InitialDataInfo<'_> {
 
     /// idstr up to its first NUL.
     pub fn name(&self) -> &[u8] {
-        let end = self.idstr.iter().position(|&b| b == 0).unwrap_or(self.idstr.len());
+        let end = self
+            .idstr
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.idstr.len());
         &self.idstr[..end]
     }
 }
@@ -221,7 +225,10 @@ impl<'a> Command<'a> {
         let payload = rd.bytes(len as usize, "command payload")?;
         let base = rd.pos() - len as usize;
         let shift = |e: Stop| match e {
-            Stop::Fail { at, kind } => Stop::Fail { at: base + at, kind },
+            Stop::Fail { at, kind } => Stop::Fail {
+                at: base + at,
+                kind,
+            },
             // The payload is complete: running out inside it is a malformed payload.
             Stop::Incomplete(what) => Stop::Fail {
                 at: base,
@@ -273,7 +280,7 @@ impl<'a> Command<'a> {
                 let block = rd.cstr8("discard block name")?;
                 let nil = rd.u8("discard terminator")?;
                 let ranges = rd.rest();
-                if ranges.len() % 16 != 0 {
+                if !ranges.len().is_multiple_of(16) {
                     return rd.fail(bad(format!(
                         "CMD_POSTCOPY_RAM_DISCARD invalid length ({})",
                         p.len()
@@ -348,10 +355,19 @@ mod tests {
             CommandBody::OpenReturnPath,
             CommandBody::Ping { value: 1 },
             CommandBody::PostcopyAdvise(Advise::Empty),
-            CommandBody::PostcopyAdvise(Advise::Sizes { ram_pagesize_summary: 4096, target_page_size: 4096 }),
+            CommandBody::PostcopyAdvise(Advise::Sizes {
+                ram_pagesize_summary: 4096,
+                target_page_size: 4096,
+            }),
             CommandBody::PostcopyListen,
             CommandBody::PostcopyRun,
-            CommandBody::PostcopyRamDiscard { version: 0, block: b"pc.ram", nil: 0, ranges: &ranges, count: 1 },
+            CommandBody::PostcopyRamDiscard {
+                version: 0,
+                block: b"pc.ram",
+                nil: 0,
+                ranges: &ranges,
+                count: 1,
+            },
             CommandBody::Packaged { length: 77 },
             CommandBody::EnableColo,
             CommandBody::PostcopyResume,
@@ -373,22 +389,42 @@ mod tests {
             };
             rt(Command::new(code, b), &ctx);
         }
-        rt(Command::new(CommandCode(0x99), CommandBody::Unknown { payload: b"xy" }), &ctx);
+        rt(
+            Command::new(CommandCode(0x99), CommandBody::Unknown { payload: b"xy" }),
+            &ctx,
+        );
         let disc = Command::new(
             CommandCode::POSTCOPY_RAM_DISCARD,
-            CommandBody::PostcopyRamDiscard { version: 0, block: b"pc.ram", nil: 0, ranges: &ranges, count: 1 },
+            CommandBody::PostcopyRamDiscard {
+                version: 0,
+                block: b"pc.ram",
+                nil: 0,
+                ranges: &ranges,
+                count: 1,
+            },
         );
-        assert_eq!(disc.body.discard_ranges().collect::<Vec<_>>(), vec![(0x1000, 0x1000)]);
+        assert_eq!(
+            disc.body.discard_ranges().collect::<Vec<_>>(),
+            vec![(0x1000, 0x1000)]
+        );
     }
 
     #[test]
     fn rfc_initial_data_enable_by_dialect() {
-        let ctx = Context { dialect: crate::context::Dialect::PrecopyInitialData, ..Context::default() };
+        let ctx = Context {
+            dialect: crate::context::Dialect::PrecopyInitialData,
+            ..Context::default()
+        };
         let mut id = [0u8; 256];
         id[..8].copy_from_slice(b"dev/vfio");
         let c = Command::new(
             CommandCode::INITIAL_DATA_ENABLE,
-            CommandBody::InitialDataEnable(InitialDataInfo { general_enable: 0, reserved: &[0; 7], idstr: &id, instance_id: 3 }),
+            CommandBody::InitialDataEnable(InitialDataInfo {
+                general_enable: 0,
+                reserved: &[0; 7],
+                idstr: &id,
+                instance_id: 3,
+            }),
         );
         assert_eq!(c.len, 268);
         rt(c, &ctx);
@@ -396,7 +432,17 @@ mod tests {
         let mut out = Vec::new();
         c.encode(&mut out);
         let e = Command::parse(&mut Rd::new(&out), &Context::default()).unwrap_err();
-        assert!(matches!(e, Stop::Fail { kind: ErrorKind::CommandLength { expected: 0, got: 268, .. }, at: 5 }));
+        assert!(matches!(
+            e,
+            Stop::Fail {
+                kind: ErrorKind::CommandLength {
+                    expected: 0,
+                    got: 268,
+                    ..
+                },
+                at: 5
+            }
+        ));
     }
 
     #[test]

@@ -188,13 +188,19 @@ mod tests {
         let c = Configuration {
             machine: b"pc-q35-10.0",
             subsections: vec![
-                ConfigSubsection::TargetPageBits { version: 1, bits: 12 },
+                ConfigSubsection::TargetPageBits {
+                    version: 1,
+                    bits: 12,
+                },
                 ConfigSubsection::Capabilities {
                     version: 1,
                     count: 2,
                     names: vec![b"x-ignore-shared", b"mapped-ram"],
                 },
-                ConfigSubsection::Uuid { version: 1, uuid: &uuid },
+                ConfigSubsection::Uuid {
+                    version: 1,
+                    uuid: &uuid,
+                },
             ],
         };
         let mut out = Vec::new();

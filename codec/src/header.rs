@@ -66,12 +66,21 @@ mod tests {
         let v2 = b"QEVM\0\0\0\x02";
         assert!(matches!(
             FileHeader::parse(&mut Rd::new(v2)),
-            Err(Stop::Fail { at: 4, kind: ErrorKind::BadVersion(2) })
+            Err(Stop::Fail {
+                at: 4,
+                kind: ErrorKind::BadVersion(2)
+            })
         ));
         assert!(matches!(
             FileHeader::parse(&mut Rd::new(b"QEVX\0\0\0\x03")),
-            Err(Stop::Fail { at: 0, kind: ErrorKind::BadMagic(_) })
+            Err(Stop::Fail {
+                at: 0,
+                kind: ErrorKind::BadMagic(_)
+            })
         ));
-        assert!(matches!(FileHeader::parse(&mut Rd::new(b"QEV")), Err(Stop::Incomplete(_))));
+        assert!(matches!(
+            FileHeader::parse(&mut Rd::new(b"QEV")),
+            Err(Stop::Incomplete(_))
+        ));
     }
 }

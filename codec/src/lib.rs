@@ -36,4 +36,4 @@ pub use context::{Context, Dialect, Version};
 pub use error::{Channel, DecodeError, ErrorKind, SectionRef};
 pub use rd::lossy;
 pub use ser::fnv64;
-pub use stream::{decode_all, Chunked, ChannelDecoder, Decoded, MainDecoder, Record};
+pub use stream::{decode_all, ChannelDecoder, Chunked, Decoded, MainDecoder, Record};

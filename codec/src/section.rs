@@ -121,13 +121,24 @@ mod tests {
         let h = SectionHeader {
             ty: SectionType::START,
             section_id: 2,
-            full: Some(SectionIdent { idstr: b"ram", instance_id: 0, version_id: 4 }),
+            full: Some(SectionIdent {
+                idstr: b"ram",
+                instance_id: 0,
+                version_id: 4,
+            }),
         };
         let mut out = Vec::new();
         h.encode(&mut out);
-        assert_eq!(out, [1, 0, 0, 0, 2, 3, b'r', b'a', b'm', 0, 0, 0, 0, 0, 0, 0, 4]);
+        assert_eq!(
+            out,
+            [1, 0, 0, 0, 2, 3, b'r', b'a', b'm', 0, 0, 0, 0, 0, 0, 0, 4]
+        );
         assert_eq!(SectionHeader::parse(&mut Rd::new(&out)).unwrap(), h);
-        let p = SectionHeader { ty: SectionType::PART, section_id: 2, full: None };
+        let p = SectionHeader {
+            ty: SectionType::PART,
+            section_id: 2,
+            full: None,
+        };
         let mut out = Vec::new();
         p.encode(&mut out);
         assert_eq!(out, [2, 0, 0, 0, 2]);
@@ -141,11 +152,20 @@ mod tests {
         assert!(Footer::parse(&mut Rd::new(&out), 9).is_ok());
         assert!(matches!(
             Footer::parse(&mut Rd::new(&out), 8),
-            Err(Stop::Fail { kind: ErrorKind::FooterMismatch { expected: 8, found: 9 }, .. })
+            Err(Stop::Fail {
+                kind: ErrorKind::FooterMismatch {
+                    expected: 8,
+                    found: 9
+                },
+                ..
+            })
         ));
         assert!(matches!(
             Footer::parse(&mut Rd::new(&[0x00]), 8),
-            Err(Stop::Fail { kind: ErrorKind::MissingFooter(0), .. })
+            Err(Stop::Fail {
+                kind: ErrorKind::MissingFooter(0),
+                ..
+            })
         ));
     }
 }
