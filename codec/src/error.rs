@@ -195,3 +195,15 @@ pub(crate) enum Stop {
 
 /// Internal parse result.
 pub(crate) type PResult<T> = Result<T, Stop>;
+
+impl serde::Serialize for DecodeError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("DecodeError", 4)?;
+        st.serialize_field("offset", &self.offset)?;
+        st.serialize_field("channel", &self.channel.to_string())?;
+        st.serialize_field("section", &self.section)?;
+        st.serialize_field("message", &self.kind.to_string())?;
+        st.end()
+    }
+}

@@ -163,7 +163,10 @@ impl MappedBlock {
         if h.page_size == 0 || !h.pages_offset.is_multiple_of(h.page_size) {
             v.push("region has bad alignment (pages offset not page aligned)".into());
         }
-        if !h.pages_offset.is_multiple_of(MAPPED_RAM_FILE_OFFSET_ALIGNMENT) {
+        if !h
+            .pages_offset
+            .is_multiple_of(MAPPED_RAM_FILE_OFFSET_ALIGNMENT)
+        {
             v.push(format!(
                 "pages offset 0x{:x} not aligned to 1 MiB",
                 h.pages_offset

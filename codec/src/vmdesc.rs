@@ -258,3 +258,16 @@ mod tests {
         assert!(walk_struct(&desc, &mut Rd::new(&[]), None, &mut budget).is_err());
     }
 }
+
+/// Decode a device section body field by field with its vmdesc description, into JSON
+/// (like `analyze-migration.py --dump state`). Returns the values and the bytes used.
+pub fn decode_device(desc: &Value, body: &[u8]) -> Result<(Map<String, Value>, usize), ErrorKind> {
+    let mut rd = Rd::new(body);
+    let mut m = Map::new();
+    let mut budget = body.len() as u64 * 2 + 4096;
+    match walk_struct(desc, &mut rd, Some(&mut m), &mut budget) {
+        Ok(()) => Ok((m, rd.pos())),
+        Err(crate::error::Stop::Fail { kind, .. }) => Err(kind),
+        Err(crate::error::Stop::Incomplete(what)) => Err(ErrorKind::Truncated { what }),
+    }
+}

@@ -4,4 +4,10 @@
 #![forbid(unsafe_code)]
 
 pub mod case;
+pub mod events;
+pub mod inspect;
+pub mod model;
+pub mod outcome;
 pub mod peer;
+pub mod profile;
+pub mod rules;

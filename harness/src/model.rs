@@ -1,0 +1,1146 @@
+//! The peer models: one pass over the merged events drives what a conforming source
+//! may send and what the destination of a given version checks.
+//!
+//! Two judgments are kept apart: every departure from the protocol becomes a
+//! [`Finding`]; only the checks the real destination makes set
+//! [`Checker::dst_fatal`], which decides the predicted outcome.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use qmig_codec::codes::{CommandCode, RpMessageType, SectionType, VfioTag};
+use qmig_codec::{Channel, ErrorKind, SectionRef};
+use serde::Serialize;
+
+use crate::events::{Event, EventKind, PageKind};
+use crate::profile::SideProfile;
+use crate::rules::{self, rule, Severity, Side};
+
+/// One departure from the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Rule ID.
+    pub rule: &'static str,
+    /// Side at fault.
+    pub side: Side,
+    /// Severity.
+    pub severity: Severity,
+    /// Channel.
+    pub channel: Channel,
+    /// Byte offset in the channel.
+    pub offset: u64,
+    /// Section, if one applies.
+    pub section: Option<SectionRef>,
+    /// What was seen.
+    pub message: String,
+    /// Hex of the bytes around the offset.
+    pub context: String,
+    /// Whether the real destination rejects the stream here.
+    pub qemu_rejects: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Postcopy {
+    None,
+    Advise,
+    Discard,
+    Listening,
+    Running,
+}
+
+#[derive(Debug, Clone)]
+struct Sec {
+    idstr: String,
+    instance: u32,
+    iterable: bool,
+    ended: bool,
+    vfio_items: u32,
+    vfio_setup: bool,
+}
+
+/// The checker: both peers' state machines over one event sequence.
+#[derive(Debug)]
+pub struct Checker<'c> {
+    /// Source settings.
+    pub src: SideProfile,
+    /// Destination settings (what the stream is judged against).
+    pub dst: SideProfile,
+    /// Findings so far.
+    pub findings: Vec<Finding>,
+    /// The first check the real destination would fail on.
+    pub dst_fatal: Option<Finding>,
+    bytes: HashMap<String, &'c [u8]>,
+    header: bool,
+    rp_open: bool,
+    commands_seen: u32,
+    sections_seen: u32,
+    postcopy: Postcopy,
+    secs: HashMap<u32, Sec>,
+    full_devices: HashSet<(String, u32)>,
+    cur: Option<u32>,
+    pings: VecDeque<u32>,
+    /// SWITCHOVER_ACK received (with its time).
+    pub acked: Option<Option<u64>>,
+    /// The source's switchover point (first END/SWITCHOVER_START/PACKAGED), with time.
+    pub switched: Option<(Option<u64>, u64)>,
+    blocks: Vec<(String, u64)>,
+    mem_total: Option<(u64, u64)>,
+    package: Vec<(u32, bool)>,
+    last_req_block: Option<String>,
+    /// QEMU_VM_EOF seen at top level.
+    pub eof: bool,
+    /// vmdesc seen.
+    pub vmdesc: bool,
+    /// The main channel ended (writer closed it).
+    pub main_closed: bool,
+    /// The return path carried SHUT, with its value.
+    pub shut: Option<u64>,
+    /// Decode stopped on the main channel.
+    pub main_error: bool,
+    mapped: bool,
+    multifd_ids: HashSet<u8>,
+    inferred_reported: bool,
+}
+
+fn fmt_hex(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl<'c> Checker<'c> {
+    /// A checker for a source and a destination.
+    pub fn new(src: SideProfile, dst: SideProfile) -> Self {
+        let mapped = src.has("mapped-ram") || src.has("fixed-ram");
+        Checker {
+            src,
+            dst,
+            findings: Vec::new(),
+            dst_fatal: None,
+            bytes: HashMap::new(),
+            header: false,
+            rp_open: false,
+            commands_seen: 0,
+            sections_seen: 0,
+            postcopy: Postcopy::None,
+            secs: HashMap::new(),
+            full_devices: HashSet::new(),
+            cur: None,
+            pings: VecDeque::new(),
+            acked: None,
+            switched: None,
+            blocks: Vec::new(),
+            mem_total: None,
+            package: Vec::new(),
+            last_req_block: None,
+            eof: false,
+            vmdesc: false,
+            main_closed: false,
+            shut: None,
+            main_error: false,
+            mapped,
+            multifd_ids: HashSet::new(),
+            inferred_reported: false,
+        }
+    }
+
+    /// Give the checker a channel's bytes, for hex context in findings.
+    pub fn with_bytes(mut self, channel: &Channel, bytes: &'c [u8]) -> Self {
+        self.bytes.insert(channel.to_string(), bytes);
+        self
+    }
+
+    fn section_ref(&self, id: Option<u32>) -> Option<SectionRef> {
+        let id = id.or(self.cur)?;
+        Some(SectionRef {
+            id,
+            idstr: self
+                .secs
+                .get(&id)
+                .map(|s| s.idstr.clone())
+                .unwrap_or_default(),
+        })
+    }
+
+    fn context(&self, ch: &Channel, off: u64) -> String {
+        match self.bytes.get(&ch.to_string()) {
+            Some(b) => {
+                let s = (off as usize).saturating_sub(8).min(b.len());
+                let e = (off as usize + 16).min(b.len());
+                fmt_hex(&b[s..e])
+            }
+            None => String::new(),
+        }
+    }
+
+    /// Record a finding; `rejects` says whether the real destination fails on it.
+    pub fn report(&mut self, id: &'static str, ev: &Event, rejects: bool, message: String) {
+        let r = rule(id).unwrap_or_else(|| panic!("rule {id} is not in the catalogue"));
+        let f = Finding {
+            rule: r.id,
+            side: r.side,
+            severity: r.severity,
+            channel: ev.channel.clone(),
+            offset: ev.offset,
+            section: self.section_ref(ev.section),
+            message,
+            context: self.context(&ev.channel, ev.offset),
+            qemu_rejects: rejects,
+        };
+        if rejects && self.dst_fatal.is_none() {
+            self.dst_fatal = Some(f.clone());
+        }
+        self.findings.push(f);
+    }
+
+    fn dst_alive(&self) -> bool {
+        self.dst_fatal.is_none()
+    }
+
+    /// Feed one event.
+    pub fn event(&mut self, ev: &Event) {
+        match &ev.channel {
+            Channel::Main => self.main(ev),
+            Channel::ReturnPath => self.rp(ev),
+            Channel::Multifd(_) => self.multifd(ev),
+            Channel::Preempt => self.preempt(ev),
+            Channel::Other(_) => {}
+        }
+    }
+
+    fn decode_error(&mut self, ev: &Event, e: &qmig_codec::DecodeError, rule_id: &'static str) {
+        let id = match &e.kind {
+            ErrorKind::Truncated { .. } | ErrorKind::CrossesPackage(_) => rules::TRUNCATED,
+            ErrorKind::BadMagic(_) => rules::HEADER_MAGIC,
+            ErrorKind::BadVersion(_) => rules::HEADER_VERSION,
+            ErrorKind::FooterMismatch { .. } | ErrorKind::MissingFooter(_) => rules::FOOTER,
+            ErrorKind::UnknownSectionId(_) => rules::UNKNOWN_ID,
+            ErrorKind::CommandLength { .. } => rules::CMD_LENGTH,
+            ErrorKind::CommandPayload { cmd, .. } if *cmd == CommandCode::POSTCOPY_RAM_DISCARD => {
+                rules::CMD_DISCARD_FORMAT
+            }
+            ErrorKind::UnknownSectionType(_) => rules::UNKNOWN_TYPE,
+            ErrorKind::Ram(m) if m.contains("Unknown combination") => rules::RAM_FLAG_VERSION,
+            ErrorKind::Vfio(_) => rules::VFIO_ORDER,
+            ErrorKind::MappedRam(_) => rules::RAM_MAPPED_LAYOUT,
+            ErrorKind::RpLength { .. } | ErrorKind::RpPayload(_) if rule_id == rules::RP_BAD => {
+                rules::RP_BAD
+            }
+            ErrorKind::Multifd(m) if m.contains("uuid") => rules::MULTIFD_UUID,
+            _ => rule_id,
+        };
+        let ev2 = Event {
+            section: e.section.as_ref().map(|s| s.id).or(ev.section),
+            ..ev.clone()
+        };
+        let rejects = ev.channel != Channel::ReturnPath;
+        self.report(id, &ev2, rejects, e.to_string());
+    }
+
+    fn main(&mut self, ev: &Event) {
+        let cmd_ix = self.commands_seen;
+        match &ev.kind {
+            EventKind::Header => self.header = true,
+            EventKind::Config {
+                machine,
+                caps,
+                page_bits,
+                uuid,
+            } => self.config(ev, machine, caps, *page_bits, uuid.as_deref()),
+            EventKind::Section {
+                ty,
+                id,
+                idstr,
+                instance,
+                version,
+            } => self.section(ev, *ty, *id, idstr.as_deref(), *instance, *version),
+            EventKind::Footer { .. } => {
+                self.cur = None;
+            }
+            EventKind::MemSize { total } => {
+                self.blocks.clear();
+                self.mem_total = Some((*total, 0));
+            }
+            EventKind::RamBlock {
+                name,
+                used_length,
+                mapped,
+            } => {
+                self.blocks.push((name.clone(), *used_length));
+                if let Some((t, sum)) = self.mem_total.as_mut() {
+                    *sum += used_length;
+                    let (t, sum) = (*t, *sum);
+                    if sum > t {
+                        self.report(
+                            rules::RAM_MEM_SIZE_TOTAL,
+                            ev,
+                            true,
+                            format!("blocks add up to 0x{sum:x} > MEM_SIZE 0x{t:x}"),
+                        );
+                    }
+                }
+                if mapped.is_some() && !self.dst.has("mapped-ram") && !self.dst.has("fixed-ram") {
+                    // The configuration check normally catches this first.
+                }
+            }
+            EventKind::Page {
+                kind,
+                block,
+                name,
+                offset,
+            } => self.page(ev, *kind, *block, name.as_deref(), *offset),
+            EventKind::RamFlush => {
+                if !self.dst.knows_multifd_flush() {
+                    self.report(rules::RAM_FLAG_VERSION, ev, true, format!("MULTIFD_FLUSH sent to a {} destination: Unknown combination of migration flags: 0x200", self.dst.version));
+                } else if self.mapped {
+                    self.report(
+                        rules::RAM_MULTIFD_FLUSH_MAPPED,
+                        ev,
+                        true,
+                        "MULTIFD_FLUSH with mapped-ram: Unexpected RAM flags".into(),
+                    );
+                }
+            }
+            EventKind::RamEos
+            | EventKind::RamHook
+            | EventKind::MappedRegion { .. }
+            | EventKind::DeviceState { inferred: false }
+            | EventKind::VmDesc { .. } => {
+                if matches!(ev.kind, EventKind::VmDesc { .. }) {
+                    self.vmdesc = true;
+                    if self.postcopy != Postcopy::None {
+                        self.report(
+                            rules::EOF_IN_POSTCOPY,
+                            ev,
+                            false,
+                            "vmdesc after a postcopy stream".into(),
+                        );
+                    }
+                }
+            }
+            EventKind::DeviceState { inferred: true } => {
+                if !self.inferred_reported {
+                    self.inferred_reported = true;
+                    self.report(
+                        rules::BOUNDARY_INFERRED,
+                        ev,
+                        false,
+                        "no vmdesc: device section ends found by their footers".into(),
+                    );
+                }
+            }
+            EventKind::Vfio { tag, .. } => self.vfio(ev, *tag),
+            EventKind::Command {
+                code,
+                len,
+                arg,
+                block,
+                ranges,
+                bytes,
+            } => {
+                self.commands_seen += 1;
+                self.command(
+                    ev,
+                    cmd_ix,
+                    *code,
+                    *len,
+                    *arg,
+                    block.as_deref(),
+                    ranges,
+                    *bytes,
+                );
+            }
+            EventKind::PackageEnd => {
+                if let Some((items, ran)) = self.package.pop() {
+                    if !ran {
+                        self.report(
+                            rules::CMD_PACKAGED_CONTENT,
+                            ev,
+                            false,
+                            format!(
+                                "PACKAGED stream of {items} items does not end with POSTCOPY_RUN"
+                            ),
+                        );
+                    }
+                }
+            }
+            EventKind::Eof => {
+                if !self.package.is_empty() {
+                    self.report(
+                        rules::CMD_PACKAGED_CONTENT,
+                        ev,
+                        false,
+                        "EOF inside a PACKAGED stream".into(),
+                    );
+                } else {
+                    self.eof = true;
+                    let open: Vec<(u32, String)> = self
+                        .secs
+                        .iter()
+                        .filter(|(_, s)| s.iterable && !s.ended)
+                        .map(|(i, s)| (*i, s.idstr.clone()))
+                        .collect();
+                    for (id, name) in open {
+                        let e2 = Event {
+                            section: Some(id),
+                            ..ev.clone()
+                        };
+                        self.report(
+                            rules::ITERABLE_NOT_ENDED,
+                            &e2,
+                            false,
+                            format!("iterable section {id} '{name}' never got an END"),
+                        );
+                    }
+                }
+            }
+            EventKind::Unknown { ty } => {
+                let rejects = true;
+                self.report(
+                    rules::UNKNOWN_TYPE,
+                    ev,
+                    rejects,
+                    format!("Unknown savevm section type {ty}"),
+                );
+            }
+            EventKind::Error(e) => {
+                self.main_error = true;
+                let e = e.clone();
+                self.decode_error(ev, &e, rules::DECODE);
+            }
+            EventKind::ChannelEnd { .. } => self.main_closed = true,
+            _ => {}
+        }
+    }
+
+    fn config(
+        &mut self,
+        ev: &Event,
+        machine: &str,
+        caps: &[String],
+        page_bits: Option<u32>,
+        uuid: Option<&str>,
+    ) {
+        if let Some(local) = self.dst.machine.clone() {
+            if !local.starts_with(machine) {
+                self.report(
+                    rules::CONFIG_MACHINE,
+                    ev,
+                    true,
+                    format!("Machine type received is '{machine}' and local is '{local}'"),
+                );
+            }
+        }
+        let known = self.dst.known_caps();
+        for c in caps {
+            if !known.contains(&c.as_str()) {
+                self.report(
+                    rules::CONFIG_CAP_UNKNOWN,
+                    ev,
+                    true,
+                    format!("Received unknown capability {c}"),
+                );
+            }
+            if !self.src.validated_caps().contains(&c.as_str()) {
+                self.report(
+                    rules::CONFIG_CAP_UNVALIDATED,
+                    ev,
+                    false,
+                    format!("capability {c} is not one the source validates"),
+                );
+            }
+        }
+        for v in self.dst.validated_caps() {
+            let received = caps.iter().any(|c| c == v);
+            let local = self.dst.has(v);
+            if received != local {
+                let onoff = |b: bool| if b { "on" } else { "off" };
+                self.report(
+                    rules::CONFIG_CAP_MISMATCH,
+                    ev,
+                    true,
+                    format!(
+                        "Capability {v} is {}, but received capability is {}",
+                        onoff(local),
+                        onoff(received)
+                    ),
+                );
+            }
+        }
+        let _ = page_bits;
+        let _ = uuid;
+    }
+
+    fn section(
+        &mut self,
+        ev: &Event,
+        ty: u8,
+        id: u32,
+        idstr: Option<&str>,
+        instance: u32,
+        version: u32,
+    ) {
+        self.sections_seen += 1;
+        let ty = SectionType(ty);
+        self.cur = Some(id);
+        if let Some((items, _)) = self.package.last_mut() {
+            *items += 1;
+            if ty != SectionType::FULL {
+                self.report(
+                    rules::CMD_PACKAGED_CONTENT,
+                    ev,
+                    false,
+                    format!("{ty} section inside PACKAGED (only FULL sections belong there)"),
+                );
+            }
+        }
+        match (ty, idstr) {
+            (SectionType::START | SectionType::FULL, Some(name)) => {
+                if self.secs.contains_key(&id) {
+                    self.report(
+                        rules::DUPLICATE_ID,
+                        ev,
+                        false,
+                        format!("section id {id} announced again (as '{name}')"),
+                    );
+                }
+                if ty == SectionType::FULL
+                    && !self.full_devices.insert((name.to_string(), instance))
+                {
+                    self.report(
+                        rules::DUPLICATE_DEVICE,
+                        ev,
+                        false,
+                        format!("device '{name}' instance {instance} sent twice"),
+                    );
+                }
+                if name == "ram" && version != 4 {
+                    self.report(
+                        rules::RAM_VERSION,
+                        ev,
+                        true,
+                        format!("ram section version {version} (loader accepts only 4)"),
+                    );
+                }
+                if ty == SectionType::START
+                    && self.src.uses_return_path()
+                    && !self.rp_open
+                    && self.sections_seen == 1
+                {
+                    self.report(
+                        rules::CMD_RP_MISSING,
+                        ev,
+                        false,
+                        "setup sections began without OPEN_RETURN_PATH".into(),
+                    );
+                }
+                if ty == SectionType::START
+                    && self.src.has("postcopy-ram")
+                    && self.postcopy == Postcopy::None
+                    && self.sections_seen == 1
+                {
+                    self.report(
+                        rules::CMD_ADVISE_MISSING,
+                        ev,
+                        false,
+                        "postcopy-ram is on but no POSTCOPY_ADVISE came before setup".into(),
+                    );
+                }
+                self.secs.insert(
+                    id,
+                    Sec {
+                        idstr: name.to_string(),
+                        instance,
+                        iterable: ty == SectionType::START,
+                        ended: false,
+                        vfio_items: 0,
+                        vfio_setup: false,
+                    },
+                );
+            }
+            (SectionType::PART | SectionType::END, _) => {
+                let Some(s) = self.secs.get_mut(&id) else {
+                    return;
+                };
+                let was_ended = s.ended;
+                let n = s.idstr.clone();
+                if ty == SectionType::END {
+                    s.ended = true;
+                }
+                if was_ended {
+                    self.report(
+                        rules::PART_AFTER_END,
+                        ev,
+                        false,
+                        format!("{ty} after END of section {id} '{n}'"),
+                    );
+                }
+                if ty == SectionType::END {
+                    self.mark_switch(ev);
+                }
+                if let Some(s) = self.secs.get_mut(&id) {
+                    s.vfio_items = 0;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn mark_switch(&mut self, ev: &Event) {
+        if self.switched.is_none() {
+            self.switched = Some((ev.t_ns, ev.offset));
+            if self.src.switchover_ack() && self.acked.is_none() && self.rp_open {
+                self.report(
+                    rules::SRC_BEFORE_ACK,
+                    ev,
+                    false,
+                    "the source completed before SWITCHOVER_ACK arrived".into(),
+                );
+            }
+        }
+    }
+
+    fn page(
+        &mut self,
+        ev: &Event,
+        kind: PageKind,
+        block: Option<u32>,
+        name: Option<&str>,
+        offset: u64,
+    ) {
+        if self.mapped {
+            self.report(
+                rules::RAM_MAPPED_PAGES_IN_STREAM,
+                ev,
+                true,
+                "page record in a mapped-ram stream: Unexpected RAM flags".into(),
+            );
+            return;
+        }
+        match block {
+            None if self.blocks.is_empty() => {
+                self.report(
+                    rules::RAM_BEFORE_BLOCKS,
+                    ev,
+                    true,
+                    format!(
+                        "page for '{}' before any MEM_SIZE list",
+                        name.unwrap_or("?")
+                    ),
+                );
+                return;
+            }
+            None => {
+                self.report(
+                    rules::RAM_UNKNOWN_BLOCK,
+                    ev,
+                    true,
+                    format!("Can't find block {}", name.unwrap_or("?")),
+                );
+                return;
+            }
+            Some(ix) => {
+                if let Some((bname, used)) = self.blocks.get(ix as usize) {
+                    if offset >= *used {
+                        let m = format!("Illegal RAM offset {offset:x} in block {bname} (used_length 0x{used:x})");
+                        self.report(rules::RAM_OUTSIDE, ev, true, m);
+                    }
+                }
+            }
+        }
+        match kind {
+            PageKind::Zero(fill) if fill != 0 => {
+                let rejects = self.dst.rejects_nonzero_fill();
+                self.report(
+                    rules::RAM_ZERO_FILL,
+                    ev,
+                    rejects,
+                    format!("Found a zero page with value {fill}"),
+                );
+            }
+            PageKind::Xbzrle if !self.src.has("xbzrle") => self.report(
+                rules::RAM_XBZRLE_WITHOUT_CAP,
+                ev,
+                false,
+                "XBZRLE page without the xbzrle capability".into(),
+            ),
+            PageKind::Compressed if !self.dst.knows_compress_page() => self.report(
+                rules::RAM_FLAG_VERSION,
+                ev,
+                true,
+                format!("COMPRESS_PAGE sent to a {} destination", self.dst.version),
+            ),
+            _ => {}
+        }
+    }
+
+    fn vfio(&mut self, ev: &Event, tag: u64) {
+        let Some(id) = ev.section else { return };
+        let ty_full = self.secs.get(&id).map(|s| !s.iterable).unwrap_or(false);
+        let Some(s) = self.secs.get_mut(&id) else {
+            return;
+        };
+        s.vfio_items += 1;
+        let first = s.vfio_items == 1;
+        let tag = VfioTag(tag);
+        if tag == VfioTag::DEV_SETUP_STATE {
+            s.vfio_setup = true;
+        }
+        let was_setup = s.vfio_setup;
+        match tag {
+            VfioTag::DEV_INIT_DATA_SENT => {
+                if !self.dst.switchover_ack() {
+                    self.report(
+                        rules::VFIO_INIT_WITHOUT_ACK,
+                        ev,
+                        true,
+                        "Received INIT_DATA_SENT but switchover ack is not used".into(),
+                    );
+                }
+            }
+            VfioTag::DEV_CONFIG_LOAD_READY => {
+                if self.dst.version < qmig_codec::Version::new(10, 1) {
+                    self.report(
+                        rules::VFIO_LOAD_READY_VERSION,
+                        ev,
+                        true,
+                        format!(
+                            "Unknown tag 0x{:x} for a {} destination",
+                            tag.0, self.dst.version
+                        ),
+                    );
+                }
+            }
+            VfioTag::DEV_DATA_STATE if was_setup && first => {}
+            VfioTag::DEV_CONFIG_STATE if !ty_full => {
+                self.report(
+                    rules::VFIO_ORDER,
+                    ev,
+                    false,
+                    "DEV_CONFIG_STATE in an iterable VFIO section".into(),
+                );
+            }
+            _ => {}
+        }
+        if was_setup && tag != VfioTag::DEV_SETUP_STATE && tag != VfioTag::END_OF_STATE {
+            self.report(
+                rules::VFIO_ORDER,
+                ev,
+                true,
+                "SETUP STATE: EOS not found".into(),
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn command(
+        &mut self,
+        ev: &Event,
+        index: u32,
+        code: u16,
+        _len: u16,
+        arg: u64,
+        block: Option<&str>,
+        ranges: &[(u64, u64)],
+        bytes: (u8, u8),
+    ) {
+        let code = CommandCode(code);
+        if let Some((items, ran)) = self.package.last_mut() {
+            *items += 1;
+            let first = *items == 1;
+            if code == CommandCode::POSTCOPY_RUN {
+                *ran = true;
+            }
+            if first && code != CommandCode::POSTCOPY_LISTEN {
+                self.report(
+                    rules::CMD_PACKAGED_CONTENT,
+                    ev,
+                    false,
+                    format!("PACKAGED stream starts with {code}, not POSTCOPY_LISTEN"),
+                );
+            }
+        }
+        match code {
+            CommandCode::OPEN_RETURN_PATH => {
+                if !self.src.uses_return_path() {
+                    self.report(
+                        rules::CMD_RP_NOT_ENABLED,
+                        ev,
+                        false,
+                        "OPEN_RETURN_PATH without return-path/postcopy-ram on the source".into(),
+                    );
+                }
+                if index > 0 {
+                    self.report(
+                        rules::CMD_RP_MISSING,
+                        ev,
+                        false,
+                        "OPEN_RETURN_PATH is not the first command".into(),
+                    );
+                }
+                self.rp_open = true;
+                if self.src.uses_return_path() != self.dst.uses_return_path() {
+                    self.report(
+                        rules::CAPS_RETURN_PATH_ONE_SIDED,
+                        ev,
+                        false,
+                        "return-path set on one side only".into(),
+                    );
+                }
+            }
+            CommandCode::PING => {
+                if !self.rp_open {
+                    self.report(
+                        rules::CMD_PING_NO_RP,
+                        ev,
+                        true,
+                        format!("CMD_PING (0x{arg:x}) received with no return path"),
+                    );
+                }
+                self.pings.push_back(arg as u32);
+            }
+            CommandCode::POSTCOPY_ADVISE => {
+                if self.postcopy != Postcopy::None || self.sections_seen > 0 {
+                    self.report(
+                        rules::CMD_ADVISE_STATE,
+                        ev,
+                        self.postcopy != Postcopy::None,
+                        "CMD_POSTCOPY_ADVISE in wrong postcopy state".into(),
+                    );
+                }
+                let has16 = arg == 16;
+                if has16 != self.dst.has("postcopy-ram") {
+                    let m = if has16 {
+                        "RAM postcopy is disabled but have 16 byte advise"
+                    } else {
+                        "RAM postcopy is enabled but have 0 byte advise"
+                    };
+                    let id = if has16 {
+                        rules::CAPS_POSTCOPY_ONE_SIDED
+                    } else {
+                        rules::CMD_ADVISE_MISMATCH
+                    };
+                    self.report(id, ev, true, m.into());
+                }
+                self.postcopy = Postcopy::Advise;
+            }
+            CommandCode::POSTCOPY_RAM_DISCARD => {
+                if !matches!(self.postcopy, Postcopy::Advise | Postcopy::Discard) {
+                    self.report(
+                        rules::CMD_DISCARD_STATE,
+                        ev,
+                        true,
+                        format!(
+                            "CMD_POSTCOPY_RAM_DISCARD in wrong postcopy state ({:?})",
+                            self.postcopy
+                        ),
+                    );
+                } else {
+                    self.postcopy = Postcopy::Discard;
+                }
+                if bytes.0 != 0 || bytes.1 != 0 {
+                    self.report(
+                        rules::CMD_DISCARD_FORMAT,
+                        ev,
+                        true,
+                        format!(
+                            "CMD_POSTCOPY_RAM_DISCARD invalid version ({}) or missing nil ({})",
+                            bytes.0, bytes.1
+                        ),
+                    );
+                }
+                let b = block.unwrap_or_default();
+                match self.blocks.iter().find(|(n, _)| n == b) {
+                    None => self.report(
+                        rules::CMD_DISCARD_FORMAT,
+                        ev,
+                        true,
+                        format!("discard for unknown block '{b}'"),
+                    ),
+                    Some((_, used)) => {
+                        if let Some((s, l)) =
+                            ranges.iter().find(|(s, l)| s.saturating_add(*l) > *used)
+                        {
+                            let m = format!(
+                                "discard range 0x{s:x}+0x{l:x} beyond block '{b}' (0x{used:x})"
+                            );
+                            self.report(rules::CMD_DISCARD_FORMAT, ev, false, m);
+                        }
+                    }
+                }
+                self.mark_switch(ev);
+            }
+            CommandCode::PACKAGED => {
+                self.mark_switch(ev);
+                self.package.push((0, false));
+            }
+            CommandCode::POSTCOPY_LISTEN => {
+                if !matches!(self.postcopy, Postcopy::Advise | Postcopy::Discard) {
+                    self.report(
+                        rules::CMD_LISTEN_STATE,
+                        ev,
+                        true,
+                        format!(
+                            "CMD_POSTCOPY_LISTEN in wrong postcopy state ({:?})",
+                            self.postcopy
+                        ),
+                    );
+                }
+                self.postcopy = Postcopy::Listening;
+            }
+            CommandCode::POSTCOPY_RUN => {
+                if self.postcopy != Postcopy::Listening {
+                    self.report(
+                        rules::CMD_RUN_STATE,
+                        ev,
+                        true,
+                        format!(
+                            "CMD_POSTCOPY_RUN in wrong postcopy state ({:?})",
+                            self.postcopy
+                        ),
+                    );
+                }
+                self.postcopy = Postcopy::Running;
+            }
+            CommandCode::ENABLE_COLO => {
+                self.report(rules::CMD_COLO, ev, false, "COLO is not modelled".into())
+            }
+            CommandCode::POSTCOPY_RESUME | CommandCode::RECV_BITMAP => {
+                if self.header {
+                    self.report(
+                        rules::CMD_RECOVERY_ONLY,
+                        ev,
+                        false,
+                        format!("{code} outside postcopy recovery"),
+                    );
+                }
+            }
+            CommandCode::SWITCHOVER_START if !self.src.rfc_initial_data() => {
+                if !self.dst.knows_switchover_start() {
+                    self.report(rules::CMD_SWITCHOVER_START_UNKNOWN, ev, true, format!("MIG_CMD 0xb unknown (len 0x0): a {} destination has no SWITCHOVER_START", self.dst.version));
+                }
+                self.mark_switch(ev);
+            }
+            CommandCode::SWITCHOVER_START => {}
+            c => {
+                if !c.is_known() || c == CommandCode::INVALID {
+                    self.report(
+                        rules::CMD_UNKNOWN,
+                        ev,
+                        true,
+                        format!("MIG_CMD 0x{:x} unknown (len 0x{:x})", c.0, _len),
+                    );
+                }
+            }
+        }
+    }
+
+    fn rp(&mut self, ev: &Event) {
+        match &ev.kind {
+            EventKind::Rp { ty, a, b, block } => {
+                if !self.rp_open {
+                    self.report(
+                        rules::RP_WITHOUT_OPEN,
+                        ev,
+                        false,
+                        "return-path message before OPEN_RETURN_PATH".into(),
+                    );
+                }
+                let ty = RpMessageType(*ty);
+                match ty {
+                    RpMessageType::PONG => match self.pings.pop_front() {
+                        Some(v) if v as u64 == *a => {}
+                        Some(v) => self.report(
+                            rules::RP_PONG_UNMATCHED,
+                            ev,
+                            false,
+                            format!("PONG({a}) answers PING({v})"),
+                        ),
+                        None => self.report(
+                            rules::RP_PONG_UNMATCHED,
+                            ev,
+                            false,
+                            format!("PONG({a}) with no outstanding PING"),
+                        ),
+                    },
+                    RpMessageType::SHUT => {
+                        self.shut = Some(*a);
+                        if *a != 0 {
+                            self.report(
+                                rules::RP_SHUT_ERROR,
+                                ev,
+                                false,
+                                format!("Sibling indicated error {a}"),
+                            );
+                        }
+                    }
+                    RpMessageType::SWITCHOVER_ACK => {
+                        if !self.dst.switchover_ack() {
+                            self.report(
+                                rules::RP_ACK_UNEXPECTED,
+                                ev,
+                                false,
+                                "SWITCHOVER_ACK with switchover-ack off at the destination".into(),
+                            );
+                        }
+                        if self.acked.is_some() {
+                            self.report(
+                                rules::RP_ACK_DUPLICATE,
+                                ev,
+                                false,
+                                "second SWITCHOVER_ACK".into(),
+                            );
+                        } else {
+                            self.acked = Some(ev.t_ns);
+                        }
+                    }
+                    RpMessageType::REQ_PAGES | RpMessageType::REQ_PAGES_ID => {
+                        if self.postcopy == Postcopy::None {
+                            self.report(
+                                rules::RP_REQ_NOT_POSTCOPY,
+                                ev,
+                                false,
+                                "page request without postcopy".into(),
+                            );
+                        }
+                        if let Some(bn) = block {
+                            self.last_req_block = Some(bn.clone());
+                        }
+                        match self.last_req_block.clone() {
+                            None => self.report(
+                                rules::RP_REQ_UNKNOWN_BLOCK,
+                                ev,
+                                false,
+                                "REQ_PAGES before any REQ_PAGES_ID".into(),
+                            ),
+                            Some(bn) => match self.blocks.iter().find(|(n, _)| *n == bn) {
+                                None => self.report(
+                                    rules::RP_REQ_UNKNOWN_BLOCK,
+                                    ev,
+                                    false,
+                                    format!("page request for unknown block '{bn}'"),
+                                ),
+                                Some((_, used)) => {
+                                    if a.saturating_add(*b) > *used || *b == 0 || a % 4096 != 0 {
+                                        self.report(rules::RP_REQ_OUTSIDE, ev, false, format!("request 0x{a:x}+0x{b:x} outside block '{bn}' (0x{used:x})"));
+                                    }
+                                }
+                            },
+                        }
+                    }
+                    RpMessageType::RESUME_ACK if *a != 1 => self.report(
+                        rules::RP_RESUME_ACK,
+                        ev,
+                        false,
+                        format!("illegal resume_ack value {a}"),
+                    ),
+                    t if !t.is_known() || t == RpMessageType::INVALID => self.report(
+                        rules::RP_UNKNOWN,
+                        ev,
+                        false,
+                        format!("Received invalid message 0x{:04x} length 0x{b:04x}", t.0),
+                    ),
+                    _ => {}
+                }
+            }
+            EventKind::Error(e) => {
+                let e = e.clone();
+                self.decode_error(ev, &e, rules::RP_BAD);
+            }
+            EventKind::ChannelEnd { .. } => {
+                if !self.pings.is_empty() && self.dst_alive() && self.eof {
+                    let v: Vec<u32> = self.pings.iter().copied().collect();
+                    self.report(
+                        rules::RP_PONG_MISSING,
+                        ev,
+                        false,
+                        format!("PINGs {v:?} never answered"),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn multifd(&mut self, ev: &Event) {
+        match &ev.kind {
+            EventKind::MultifdInit { id, .. } => {
+                let channels = self
+                    .dst
+                    .params
+                    .get("multifd-channels")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(2);
+                if *id as u64 > channels {
+                    self.report(rules::MULTIFD_CHANNEL_ID, ev, true, format!("multifd: received channel id {id} is greater than number of channels {channels}"));
+                }
+                if !self.multifd_ids.insert(*id) {
+                    self.report(
+                        rules::MULTIFD_DECODE,
+                        ev,
+                        false,
+                        format!("channel id {id} used twice"),
+                    );
+                }
+                if !self.dst.has("multifd") {
+                    self.report(
+                        rules::CAPS_MULTIFD_ONE_SIDED,
+                        ev,
+                        false,
+                        "multifd channel to a destination without multifd".into(),
+                    );
+                }
+            }
+            EventKind::MultifdPacket {
+                block,
+                offsets,
+                normal,
+                zero,
+                ..
+            } => {
+                if normal + zero == 0 {
+                    return;
+                }
+                match self.blocks.iter().find(|(n, _)| n == block) {
+                    None if !self.blocks.is_empty() => self.report(
+                        rules::MULTIFD_UNKNOWN_BLOCK,
+                        ev,
+                        true,
+                        format!("multifd: unknown ram block {block}"),
+                    ),
+                    Some((_, used)) => {
+                        if let Some(o) = offsets.iter().find(|o| **o >= *used) {
+                            self.report(
+                                rules::MULTIFD_OUTSIDE,
+                                ev,
+                                true,
+                                format!("multifd: offset too long {o} (max {used:x})"),
+                            );
+                        }
+                    }
+                    None => {}
+                }
+            }
+            EventKind::Error(e) => {
+                let e = e.clone();
+                self.decode_error(ev, &e, rules::MULTIFD_DECODE);
+            }
+            _ => {}
+        }
+    }
+
+    fn preempt(&mut self, ev: &Event) {
+        if let EventKind::Error(e) = &ev.kind {
+            let e = e.clone();
+            self.decode_error(ev, &e, rules::PREEMPT_DECODE);
+        }
+    }
+
+    /// Findings at or above `sev` for a side.
+    pub fn count(&self, side: Side, sev: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.side == side && f.severity == sev)
+            .count()
+    }
+}
