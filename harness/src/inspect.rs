@@ -224,7 +224,8 @@ fn flush_run(out: &mut MainDump, run: &mut Option<PageRun>, names: &[String]) {
 }
 
 fn line(d: &Decoded<Record<'_>>, dec: &MainDecoder) -> String {
-    let ind = "  ".repeat(d.depth as usize + d.section.is_some() as usize);
+    let in_body = d.section.is_some() && !matches!(d.record, Record::SectionHeader(_));
+    let ind = "  ".repeat(d.depth as usize + in_body as usize);
     let what = match &d.record {
         Record::FileHeader(h) => format!("header magic QEVM version {}", h.version),
         Record::Configuration(c) => {

@@ -4,10 +4,13 @@
 #![forbid(unsafe_code)]
 
 pub mod case;
+pub mod cli;
 pub mod events;
 pub mod inspect;
 pub mod model;
 pub mod outcome;
 pub mod peer;
 pub mod profile;
+pub mod replay;
+pub mod report;
 pub mod rules;

@@ -1,22 +1,125 @@
-//! The `qmig` command line: thin wrappers over library calls, mapped to exit codes.
-use clap::{Parser, Subcommand};
+//! The `qmig` command line: thin wrappers over library calls, mapped to exit codes
+//! (0 conformed, 1 violation or contradiction with the recording, 2 usage or harness
+//! error, 3 only unsupported items).
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use qmig_harness::cli;
 
 #[derive(Parser)]
-#[command(name = "qmig", version, about = "QEMU live-migration wire-protocol toolkit")]
+#[command(
+    name = "qmig",
+    version,
+    about = "QEMU live-migration wire-protocol toolkit"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
 }
 
-#[derive(Subcommand)]
-enum Cmd {
-    /// Placeholder until the subcommands land.
-    Version,
+/// `--dump` views of analyze-migration.py.
+#[derive(Clone, Copy, ValueEnum)]
+enum Dump {
+    /// The vmdesc JSON.
+    Desc,
+    /// Every device decoded field by field.
+    State,
 }
 
-fn main() {
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print every record of a stream file, `-` (stdin) or a case directory, with offsets.
+    Inspect {
+        /// Stream file, `-`, or case directory.
+        path: PathBuf,
+        /// Stable JSON dump (schema qmig-inspect/1).
+        #[arg(long)]
+        json: bool,
+        /// List every page record instead of runs.
+        #[arg(long)]
+        pages: bool,
+        /// analyze-migration.py views.
+        #[arg(long, value_enum)]
+        dump: Option<Dump>,
+        /// Include RAM page contents (hex) in `--dump state`.
+        #[arg(long)]
+        memory: bool,
+        /// Write one sparse file per RAM block plus desc.json and state.json.
+        #[arg(long)]
+        extract: Option<PathBuf>,
+    },
+    /// Replay a recorded case through the source and destination models.
+    Replay {
+        /// Case directory (case.json + stream or traces).
+        case: PathBuf,
+        #[command(flatten)]
+        out: cli::OutputArgs,
+    },
+    /// Check a bare main stream (file or `-`) against a destination's settings.
+    Check {
+        /// Stream file or `-`.
+        path: PathBuf,
+        #[command(flatten)]
+        sides: cli::SideArgs,
+        #[command(flatten)]
+        out: cli::OutputArgs,
+    },
+    /// Predict what a real QEMU pair will do, from settings alone.
+    Preflight {
+        #[command(flatten)]
+        sides: cli::SideArgs,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the rule catalogue.
+    Rules {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.cmd {
-        Cmd::Version => println!("qmig {}", env!("CARGO_PKG_VERSION")),
+    let progress = std::io::stderr().is_terminal();
+    let r = match cli.cmd {
+        Cmd::Inspect {
+            path,
+            json,
+            pages,
+            dump,
+            memory,
+            extract,
+        } => {
+            let dump = dump.map(|d| match d {
+                Dump::Desc => cli::DumpKind::Desc,
+                Dump::State => cli::DumpKind::State,
+            });
+            cli::inspect(
+                &path,
+                cli::InspectOpts {
+                    json,
+                    pages,
+                    dump,
+                    memory,
+                    extract,
+                    progress,
+                },
+            )
+        }
+        Cmd::Replay { case, out } => cli::replay(&case, &out),
+        Cmd::Check { path, sides, out } => cli::check(&path, &sides, &out),
+        Cmd::Preflight { sides, json } => cli::preflight(&sides, json),
+        Cmd::Rules { json } => cli::rules(json),
+    };
+    match r {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("qmig: {e}");
+            ExitCode::from(2)
+        }
     }
 }

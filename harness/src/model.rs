@@ -50,6 +50,7 @@ enum Postcopy {
 #[derive(Debug, Clone)]
 struct Sec {
     idstr: String,
+    #[allow(dead_code)]
     instance: u32,
     iterable: bool,
     ended: bool,

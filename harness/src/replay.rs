@@ -1,0 +1,357 @@
+//! `qmig replay` / `qmig check`: load a case (or a bare stream), decode every channel,
+//! merge the events, drive the models, conclude the outcome, compare with the recording.
+
+use std::path::{Path, PathBuf};
+
+use qmig_codec::multifd::MULTIFD_MAGIC;
+use qmig_codec::{Channel, MainDecoder};
+use serde_json::Value;
+
+use crate::events::{self, ChannelBytes, Event};
+use crate::model::Checker;
+use crate::outcome::{conclude, Outcome, Status, Transport};
+use crate::profile::SideProfile;
+use crate::report::{side_report, Recorded, Report};
+use crate::rules::Side;
+
+/// A loaded input: its channels and, for a case, its metadata.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// Name for reports.
+    pub name: String,
+    /// case.json, if any.
+    pub meta: Option<Value>,
+    /// File or socket.
+    pub transport: Transport,
+    /// Channels; the first is the main channel.
+    pub channels: Vec<ChannelBytes>,
+}
+
+/// Errors of loading an input.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// I/O.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// Bad case.json or trace.
+    #[error("{0}: {1}")]
+    Format(PathBuf, String),
+}
+
+fn io(p: &Path) -> impl FnOnce(std::io::Error) -> LoadError + '_ {
+    move |e| LoadError::Io(p.to_path_buf(), e)
+}
+
+/// Load a stream file, `-` (stdin) or a case directory.
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    if path.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).map_err(io(path))?;
+        return Ok(Loaded {
+            name: "<stdin>".into(),
+            meta: None,
+            transport: Transport::File,
+            channels: vec![main_file(b)],
+        });
+    }
+    if path.is_dir() {
+        return load_case(path);
+    }
+    let b = std::fs::read(path).map_err(io(path))?;
+    Ok(Loaded {
+        name: path.display().to_string(),
+        meta: None,
+        transport: Transport::File,
+        channels: vec![main_file(b)],
+    })
+}
+
+fn main_file(bytes: Vec<u8>) -> ChannelBytes {
+    ChannelBytes {
+        channel: Some(Channel::Main),
+        bytes,
+        chunks: Vec::new(),
+        closed: true,
+    }
+}
+
+/// One QMIGTRC1 file split into its two directions.
+pub fn read_trace(bytes: &[u8]) -> Result<(ChannelBytes, ChannelBytes), String> {
+    let t = crate::case::parse_trace(bytes).map_err(|e| e.to_string())?;
+    let mut d = [ChannelBytes::default(), ChannelBytes::default()];
+    for r in t.records() {
+        let side = &mut d[(r.dir & 1) as usize];
+        match r.kind {
+            crate::case::RecordKind::Data => {
+                side.chunks.push((side.bytes.len() as u64, r.t_ns));
+                side.bytes.extend_from_slice(r.payload);
+            }
+            _ => side.closed = true,
+        }
+    }
+    let [a, b] = d;
+    Ok((a, b))
+}
+
+fn load_case(dir: &Path) -> Result<Loaded, LoadError> {
+    let cj = dir.join("case.json");
+    let meta: Value = serde_json::from_slice(&std::fs::read(&cj).map_err(io(&cj))?)
+        .map_err(|e| LoadError::Format(cj.clone(), e.to_string()))?;
+    let name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| dir.display().to_string());
+    let kind = meta.get("kind").and_then(Value::as_str).unwrap_or("file");
+    if kind == "file" {
+        let s = dir.join(
+            meta.get("stream")
+                .and_then(Value::as_str)
+                .unwrap_or("stream.bin"),
+        );
+        let b = std::fs::read(&s).map_err(io(&s))?;
+        return Ok(Loaded {
+            name,
+            meta: Some(meta),
+            transport: Transport::File,
+            channels: vec![main_file(b)],
+        });
+    }
+    let mut files: Vec<PathBuf> = match meta.get("connections").and_then(Value::as_array) {
+        Some(c) => c
+            .iter()
+            .filter_map(|c| c.get("file").and_then(Value::as_str))
+            .map(|f| dir.join(f))
+            .collect(),
+        None => Vec::new(),
+    };
+    if files.is_empty() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io(dir))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "qmtrace"))
+            .collect();
+        v.sort_by_key(|p| {
+            p.file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.trim_start_matches("conn").parse::<u32>().ok())
+                .unwrap_or(u32::MAX)
+        });
+        files = v;
+    }
+    let mut channels = Vec::new();
+    let mut multifd = 0;
+    for (i, f) in files.iter().enumerate() {
+        let b = std::fs::read(f).map_err(io(f))?;
+        let (mut fwd, mut back) = read_trace(&b).map_err(|e| LoadError::Format(f.clone(), e))?;
+        if i == 0 {
+            fwd.channel = Some(Channel::Main);
+            back.channel = Some(Channel::ReturnPath);
+            channels.push(fwd);
+            channels.push(back);
+        } else if fwd.bytes.len() >= 4
+            && u32::from_be_bytes([fwd.bytes[0], fwd.bytes[1], fwd.bytes[2], fwd.bytes[3]])
+                == MULTIFD_MAGIC
+        {
+            fwd.channel = Some(Channel::Multifd(multifd));
+            multifd += 1;
+            channels.push(fwd);
+        } else {
+            fwd.channel = Some(Channel::Preempt);
+            channels.push(fwd);
+        }
+    }
+    if channels.is_empty() {
+        return Err(LoadError::Format(
+            dir.to_path_buf(),
+            "socket case without connection traces".into(),
+        ));
+    }
+    Ok(Loaded {
+        name,
+        meta: Some(meta),
+        transport: Transport::Socket,
+        channels,
+    })
+}
+
+/// A side's settings from case.json (inputs only: never the outcome fields).
+pub fn side_from_meta(v: Option<&Value>) -> Option<SideProfile> {
+    let v = v?;
+    let qemu = v.get("qemu").and_then(Value::as_str).unwrap_or("10.0");
+    let (version, dialect, label) = SideProfile::from_case_qemu(qemu);
+    Some(SideProfile {
+        version,
+        dialect,
+        label,
+        machine: v.get("machine").and_then(Value::as_str).map(str::to_string),
+        caps: v
+            .get("caps")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        params: v
+            .get("params")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
+    })
+}
+
+/// Decode every channel and merge the events by recorded time.
+pub fn decode_channels(l: &Loaded, src: &SideProfile) -> (Vec<Event>, Option<MainDecoder>) {
+    let mut evs = Vec::new();
+    let mut main_dec = None;
+    let ctx = src.codec_context();
+    for ch in &l.channels {
+        match ch.channel.clone().unwrap_or(Channel::Main) {
+            Channel::Main => main_dec = Some(events::decode_main(ch, ctx.clone(), &mut evs)),
+            Channel::ReturnPath => events::decode_rp(ch, &mut evs),
+            Channel::Multifd(i) => events::decode_multifd(
+                ch,
+                main_dec
+                    .as_ref()
+                    .map(|d| d.ctx.clone())
+                    .unwrap_or(ctx.clone()),
+                i,
+                &mut evs,
+            ),
+            Channel::Preempt => {
+                let (c, ram) = main_dec
+                    .as_ref()
+                    .map(|d| (d.ctx.clone(), d.ram.clone()))
+                    .unwrap_or((ctx.clone(), Default::default()));
+                events::decode_preempt(ch, c, ram, &mut evs)
+            }
+            Channel::Other(_) => {}
+        }
+    }
+    (events::merge(evs), main_dec)
+}
+
+fn status_of(side: Option<&Value>) -> Option<Status> {
+    let side = side?;
+    let st = side.get("final_status").and_then(Value::as_str);
+    let killed = side
+        .get("killed_by_harness")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let exit = side.get("exit_status").and_then(Value::as_i64);
+    Some(match st {
+        Some("completed") => Status::Completed,
+        Some("failed") | Some("cancelled") => Status::Failed,
+        Some("not-run") => Status::NotRun,
+        Some(s) if (s.contains("active") || s == "device" || s == "setup") && killed => {
+            Status::Waiting
+        }
+        Some("postcopy-active") => Status::Completed,
+        _ if exit.is_some_and(|e| e != 0) => Status::Failed,
+        _ => return None,
+    })
+}
+
+/// Replay a loaded input against explicit settings.
+pub fn run(l: &Loaded, src: SideProfile, dst: Option<SideProfile>) -> Report {
+    let dst_loaded = dst.is_some();
+    let dst = dst.unwrap_or_else(|| src.clone());
+    let (evs, _) = decode_channels(l, &src);
+    let mut c = Checker::new(src, dst);
+    for ch in &l.channels {
+        if let Some(name) = &ch.channel {
+            c = c.with_bytes(name, &ch.bytes);
+        }
+    }
+    for e in &evs {
+        c.event(e);
+    }
+    let outcome = conclude(&c, l.transport, dst_loaded);
+    let has_rp = l
+        .channels
+        .iter()
+        .any(|c| c.channel == Some(Channel::ReturnPath) && !c.bytes.is_empty());
+    let findings = c.findings.clone();
+    let mut r = Report {
+        input: l.name.clone(),
+        src: side_report(&findings, Side::Src, true),
+        dst: side_report(&findings, Side::Dst, has_rp),
+        outcome,
+        findings,
+        recorded: None,
+        matches_recording: None,
+        mismatch: Vec::new(),
+        disabled: Vec::new(),
+    };
+    compare_with_recording(&mut r, l.meta.as_ref());
+    r
+}
+
+/// Read the recording's outcome fields (only now, after the outcome is concluded).
+pub fn compare_with_recording(r: &mut Report, meta: Option<&Value>) {
+    let Some(meta) = meta else { return };
+    let (s, d) = (status_of(meta.get("src")), status_of(meta.get("dst")));
+    if s.is_none() && d.is_none() {
+        return;
+    }
+    let dst_stderr: Vec<String> = meta
+        .get("dst")
+        .and_then(|d| d.get("stderr"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut mism = Vec::new();
+    let check = |what: &str, pred: Status, rec: Option<Status>, mism: &mut Vec<String>| {
+        if let Some(rec) = rec {
+            if pred != Status::Unknown && pred != rec {
+                mism.push(format!("{what}: predicted {pred:?}, recorded {rec:?}"));
+            }
+        }
+    };
+    check("source", r.outcome.src, s, &mut mism);
+    check("destination", r.outcome.dst, d, &mut mism);
+    if r.outcome.dst == Status::Failed && d == Some(Status::Failed) {
+        if let Some(msg) = r
+            .outcome
+            .cause
+            .and_then(crate::rules::rule)
+            .and_then(|ru| ru.qemu_message)
+        {
+            if !dst_stderr.is_empty() && !dst_stderr.iter().any(|l| l.contains(msg)) {
+                mism.push(format!(
+                    "cause {}: expected the destination to print '{msg}'",
+                    r.outcome.cause.unwrap_or_default()
+                ));
+            }
+        }
+    }
+    r.recorded = Some(Recorded {
+        src: s.unwrap_or(Status::Unknown),
+        dst: d.unwrap_or(Status::Unknown),
+        dst_stderr,
+    });
+    r.matches_recording = Some(mism.is_empty());
+    r.mismatch = mism;
+}
+
+/// Replay a case directory with the settings its case.json gives.
+pub fn replay_case(l: &Loaded) -> Report {
+    let meta = l.meta.as_ref();
+    let src = side_from_meta(meta.and_then(|m| m.get("src"))).unwrap_or_default();
+    let dst = side_from_meta(meta.and_then(|m| m.get("dst")));
+    run(l, src, dst)
+}
+
+/// The outcome alone (for tests that delete the recording's fields).
+pub fn outcome_of(l: &Loaded) -> Outcome {
+    replay_case(l).outcome
+}
