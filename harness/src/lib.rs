@@ -14,3 +14,4 @@ pub mod profile;
 pub mod replay;
 pub mod report;
 pub mod rules;
+pub mod synth;

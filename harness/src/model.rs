@@ -5,6 +5,8 @@
 //! [`Finding`]; only the checks the real destination makes set
 //! [`Checker::dst_fatal`], which decides the predicted outcome.
 
+#![allow(clippy::collapsible_match)] // one arm per message type reads better than guards
+
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use qmig_codec::codes::{CommandCode, RpMessageType, SectionType, VfioTag};
@@ -409,7 +411,17 @@ impl<'c> Checker<'c> {
                 let e = e.clone();
                 self.decode_error(ev, &e, rules::DECODE);
             }
-            EventKind::ChannelEnd { .. } => self.main_closed = true,
+            EventKind::ChannelEnd { .. } => {
+                self.main_closed = true;
+                if self.eof && !self.vmdesc && self.postcopy == Postcopy::None && self.header {
+                    self.report(
+                        rules::VMDESC_MISSING,
+                        ev,
+                        false,
+                        "Expected vmdescription section, but the stream ended".into(),
+                    );
+                }
+            }
             _ => {}
         }
     }
@@ -441,8 +453,7 @@ impl<'c> Checker<'c> {
                     true,
                     format!("Received unknown capability {c}"),
                 );
-            }
-            if !self.src.validated_caps().contains(&c.as_str()) {
+            } else if !self.src.validated_caps().contains(&c.as_str()) {
                 self.report(
                     rules::CONFIG_CAP_UNVALIDATED,
                     ev,
@@ -581,6 +592,7 @@ impl<'c> Checker<'c> {
                 }
                 if let Some(s) = self.secs.get_mut(&id) {
                     s.vfio_items = 0;
+                    s.vfio_setup = false;
                 }
             }
             _ => {}
@@ -886,8 +898,9 @@ impl<'c> Checker<'c> {
                             self.postcopy
                         ),
                     );
+                } else {
+                    self.postcopy = Postcopy::Listening;
                 }
-                self.postcopy = Postcopy::Listening;
             }
             CommandCode::POSTCOPY_RUN => {
                 if self.postcopy != Postcopy::Listening {
@@ -900,8 +913,9 @@ impl<'c> Checker<'c> {
                             self.postcopy
                         ),
                     );
+                } else {
+                    self.postcopy = Postcopy::Running;
                 }
-                self.postcopy = Postcopy::Running;
             }
             CommandCode::ENABLE_COLO => {
                 self.report(rules::CMD_COLO, ev, false, "COLO is not modelled".into())

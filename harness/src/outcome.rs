@@ -156,6 +156,25 @@ pub fn conclude(c: &Checker<'_>, transport: Transport, dst_loaded: bool) -> Outc
             cause: None,
         };
     }
+    // A source that waits for an ack that never comes (the recording then cut the stream).
+    let cut = c
+        .dst_fatal
+        .as_ref()
+        .is_none_or(|f| f.rule == rules::TRUNCATED);
+    if transport == Transport::Socket
+        && cut
+        && c.src.switchover_ack()
+        && c.src.uses_return_path()
+        && c.acked.is_none()
+        && c.switched.is_none()
+        && !stream_done
+    {
+        return Outcome {
+            src: Status::Waiting,
+            dst: Status::Waiting,
+            cause: Some(rules::SRC_ACK_WAITING),
+        };
+    }
     if let Some(f) = &c.dst_fatal {
         let src = match transport {
             Transport::File => src,

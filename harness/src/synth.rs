@@ -1,0 +1,488 @@
+//! Synthetic streams built with the codec's encoders: the well-formed baseline, the
+//! vectors QEMU cannot produce here (VFIO, XBZRLE, RFC dialects), and one deliberately
+//! wrong stream per rule for negative tests.
+
+use qmig_codec::codes::{CommandCode, RpMessageType, SectionType, VfioTag};
+use qmig_codec::command::{Advise, Command, CommandBody};
+use qmig_codec::config::{ConfigSubsection, Configuration};
+use qmig_codec::header::FileHeader;
+use qmig_codec::ram::{RamBlockEntry, RamRecord};
+use qmig_codec::return_path::{RpBody, RpMessage};
+use qmig_codec::section::{Footer, SectionHeader, SectionIdent};
+use qmig_codec::vfio::VfioRecord;
+use qmig_codec::vmdesc::VmDescTrailer;
+use qmig_codec::Channel;
+
+use crate::events::ChannelBytes;
+use crate::outcome::Transport;
+use crate::replay::Loaded;
+
+/// Page size of synthetic streams.
+pub const PAGE: usize = 4096;
+/// The one RAM block of synthetic streams.
+pub const BLOCK: &[u8] = b"pc.ram";
+/// Its size.
+pub const BLOCK_LEN: u64 = 0x10_0000;
+
+/// A stream under construction, with a clock so main and return-path bytes interleave.
+#[derive(Debug, Default, Clone)]
+pub struct Builder {
+    /// Main channel bytes.
+    pub main: Vec<u8>,
+    /// Return-path bytes.
+    pub rp: Vec<u8>,
+    main_chunks: Vec<(u64, u64)>,
+    rp_chunks: Vec<(u64, u64)>,
+    t: u64,
+}
+
+impl Builder {
+    fn tick(&mut self) -> u64 {
+        self.t += 1000;
+        self.t
+    }
+
+    /// Append main-channel bytes as one chunk.
+    pub fn main(&mut self, f: impl FnOnce(&mut Vec<u8>)) -> &mut Self {
+        let t = self.tick();
+        self.main_chunks.push((self.main.len() as u64, t));
+        f(&mut self.main);
+        self
+    }
+
+    /// Append a return-path message as one chunk.
+    pub fn rp(&mut self, m: RpMessage<'_>) -> &mut Self {
+        let t = self.tick();
+        self.rp_chunks.push((self.rp.len() as u64, t));
+        m.encode(&mut self.rp);
+        self
+    }
+
+    /// The header.
+    pub fn header(&mut self) -> &mut Self {
+        self.main(|o| FileHeader::default().encode(o))
+    }
+
+    /// A configuration section.
+    pub fn config(&mut self, machine: &[u8], caps: &[&[u8]]) -> &mut Self {
+        let mut subsections = Vec::new();
+        if !caps.is_empty() {
+            subsections.push(ConfigSubsection::Capabilities {
+                version: 1,
+                count: caps.len() as u32,
+                names: caps.to_vec(),
+            });
+        }
+        let c = Configuration {
+            machine,
+            subsections,
+        };
+        self.main(|o| c.encode(o))
+    }
+
+    /// A command.
+    pub fn cmd(&mut self, code: CommandCode, body: CommandBody<'_>) -> &mut Self {
+        let c = Command::new(code, body);
+        self.main(|o| c.encode(o))
+    }
+
+    /// A section header.
+    pub fn section(
+        &mut self,
+        ty: SectionType,
+        id: u32,
+        ident: Option<(&[u8], u32, u32)>,
+    ) -> &mut Self {
+        let h = SectionHeader {
+            ty,
+            section_id: id,
+            full: ident.map(|(idstr, instance_id, version_id)| SectionIdent {
+                idstr,
+                instance_id,
+                version_id,
+            }),
+        };
+        self.main(|o| h.encode(o))
+    }
+
+    /// A footer.
+    pub fn footer(&mut self, id: u32) -> &mut Self {
+        self.main(|o| Footer { section_id: id }.encode(o))
+    }
+
+    /// RAM records.
+    pub fn ram(&mut self, recs: &[RamRecord<'_>]) -> &mut Self {
+        self.main(|o| recs.iter().for_each(|r| r.encode(o)))
+    }
+
+    /// VFIO records.
+    pub fn vfio(&mut self, recs: &[VfioRecord<'_>]) -> &mut Self {
+        self.main(|o| recs.iter().for_each(|r| r.encode(o)))
+    }
+
+    /// Raw bytes.
+    pub fn raw(&mut self, b: &[u8]) -> &mut Self {
+        let b = b.to_vec();
+        self.main(move |o| o.extend_from_slice(&b))
+    }
+
+    /// The RAM setup section (START, MEM_SIZE with one block, EOS, footer).
+    pub fn ram_setup(&mut self, id: u32) -> &mut Self {
+        self.section(SectionType::START, id, Some((b"ram", 0, 4)))
+            .ram(&[
+                RamRecord::MemSize {
+                    raw: BLOCK_LEN | 4,
+                    total: BLOCK_LEN,
+                },
+                RamRecord::Block(RamBlockEntry {
+                    idstr: BLOCK,
+                    used_length: BLOCK_LEN,
+                    page_size: None,
+                    gpa: None,
+                    mapped_ram: None,
+                    fixed_ram_borisov: None,
+                }),
+                eos(),
+            ])
+            .footer(id)
+    }
+
+    /// A RAM iteration with one normal page at `off` and one zero page after it.
+    pub fn ram_part(&mut self, ty: SectionType, id: u32, off: u64, page: &[u8]) -> &mut Self {
+        self.section(ty, id, None)
+            .ram(&[
+                RamRecord::Page {
+                    raw: off | 8,
+                    offset: off,
+                    block: Some(BLOCK),
+                    block_index: Some(0),
+                    data: page,
+                },
+                RamRecord::Zero {
+                    raw: (off + PAGE as u64) | 0x22,
+                    offset: off + PAGE as u64,
+                    block: None,
+                    block_index: Some(0),
+                    fill: 0,
+                },
+                eos(),
+            ])
+            .footer(id)
+    }
+
+    /// A device FULL section with an opaque body, and its footer.
+    pub fn device(&mut self, id: u32, idstr: &[u8], body: &[u8]) -> &mut Self {
+        self.section(SectionType::FULL, id, Some((idstr, 0, 1)))
+            .raw(body)
+            .footer(id)
+    }
+
+    /// EOF alone (postcopy streams carry no vmdesc).
+    pub fn eof_only(&mut self) -> &mut Self {
+        self.main(|o| o.push(SectionType::EOF.0))
+    }
+
+    /// EOF and a vmdesc describing `devices` as old-style buffers.
+    pub fn eof(&mut self, devices: &[(&str, usize)]) -> &mut Self {
+        self.main(|o| o.push(SectionType::EOF.0));
+        {
+            let devs: Vec<serde_json::Value> = devices
+                .iter()
+                .map(|(n, size)| serde_json::json!({"name": n, "instance_id": 0, "vmsd_name": n, "version": 1, "fields": [{"name": "data", "type": "buffer", "size": size}]}))
+                .collect();
+            let json = serde_json::to_vec(&serde_json::json!({"page_size": PAGE, "devices": devs}))
+                .unwrap_or_default();
+            let v = VmDescTrailer {
+                len: json.len() as u32,
+                json: &json,
+            };
+            self.main(|o| v.encode(o));
+        }
+        self
+    }
+
+    /// As a loaded socket case (main + return path).
+    pub fn loaded(&self, name: &str) -> Loaded {
+        let rp_closed = !self.rp.is_empty();
+        Loaded {
+            name: name.into(),
+            meta: None,
+            transport: Transport::Socket,
+            channels: vec![
+                ChannelBytes {
+                    channel: Some(Channel::Main),
+                    bytes: self.main.clone(),
+                    chunks: self.main_chunks.clone(),
+                    closed: true,
+                },
+                ChannelBytes {
+                    channel: Some(Channel::ReturnPath),
+                    bytes: self.rp.clone(),
+                    chunks: self.rp_chunks.clone(),
+                    closed: rp_closed,
+                },
+            ],
+        }
+    }
+}
+
+/// `EOS`.
+pub fn eos<'a>() -> RamRecord<'a> {
+    RamRecord::Eos { raw: 0x10 }
+}
+
+/// A recognisable page.
+pub fn page_bytes(seed: u8) -> Vec<u8> {
+    (0..PAGE)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// A well-formed precopy socket stream with return path: the baseline of negative tests.
+pub fn baseline(b: &mut Builder, page: &[u8]) {
+    b.header()
+        .config(b"pc-i440fx-10.0", &[])
+        .cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath)
+        .cmd(CommandCode::PING, CommandBody::Ping { value: 1 })
+        .rp(RpMessage::new(
+            RpMessageType::PONG,
+            RpBody::Pong { value: 1 },
+        ))
+        .ram_setup(2)
+        .ram_part(SectionType::PART, 2, 0, page)
+        .cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart)
+        .ram_part(SectionType::END, 2, 0x2000, page)
+        .device(3, b"timer", &[0u8; 24])
+        .eof(&[("timer", 24)])
+        .rp(RpMessage::new(
+            RpMessageType::SHUT,
+            RpBody::Shut { error: 0 },
+        ));
+}
+
+/// A synthetic VFIO precopy stream with switchover-ack (QEMU needs hardware for this).
+pub fn vfio_stream(b: &mut Builder) {
+    vfio_stream_ack(b, true)
+}
+
+/// The VFIO stream, with or without the destination's SWITCHOVER_ACK.
+pub fn vfio_stream_ack(b: &mut Builder, ack: bool) {
+    let data = page_bytes(7);
+    let cfg: Vec<u8> = (0..64u8).collect();
+    b.header()
+        .config(b"pc-q35-10.0", &[])
+        .cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath)
+        .cmd(CommandCode::PING, CommandBody::Ping { value: 1 })
+        .rp(RpMessage::new(
+            RpMessageType::PONG,
+            RpBody::Pong { value: 1 },
+        ))
+        .ram_setup(2)
+        .section(SectionType::START, 5, Some((b"0000:00:05.0/vfio", 0, 1)))
+        .vfio(&[
+            VfioRecord::Marker {
+                tag: VfioTag::DEV_SETUP_STATE,
+            },
+            VfioRecord::Marker {
+                tag: VfioTag::END_OF_STATE,
+            },
+        ])
+        .footer(5)
+        .ram_part(SectionType::PART, 2, 0, &data)
+        .section(SectionType::PART, 5, None)
+        .vfio(&[
+            VfioRecord::Data {
+                size: 1000,
+                data: &data[..1000],
+            },
+            VfioRecord::Marker {
+                tag: VfioTag::DEV_INIT_DATA_SENT,
+            },
+        ])
+        .footer(5);
+    if ack {
+        b.rp(RpMessage::new(
+            RpMessageType::SWITCHOVER_ACK,
+            RpBody::SwitchoverAck,
+        ));
+    }
+    b.cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart)
+        .ram_part(SectionType::END, 2, 0x4000, &data)
+        .section(SectionType::END, 5, None)
+        .vfio(&[
+            VfioRecord::Data {
+                size: 4096,
+                data: &data,
+            },
+            VfioRecord::Marker {
+                tag: VfioTag::END_OF_STATE,
+            },
+        ])
+        .footer(5)
+        .section(SectionType::FULL, 6, Some((b"0000:00:05.0/vfio", 0, 1)))
+        .vfio(&[
+            VfioRecord::Config { data: &cfg },
+            VfioRecord::Marker {
+                tag: VfioTag::END_OF_STATE,
+            },
+        ])
+        .footer(6)
+        .eof(&[("0000:00:05.0/vfio", 80)])
+        .rp(RpMessage::new(
+            RpMessageType::SHUT,
+            RpBody::Shut { error: 0 },
+        ));
+}
+
+/// A synthetic XBZRLE stream (QEMU produces XBZRLE only on re-dirtied pages after a full pass).
+pub fn xbzrle_stream(b: &mut Builder) {
+    let page = page_bytes(3);
+    // delta: skip 16 unchanged bytes, then 4 literal bytes.
+    let delta = [16u8, 4, 0xde, 0xad, 0xbe, 0xef];
+    b.header()
+        .config(b"pc-i440fx-10.0", &[])
+        .ram_setup(2)
+        .ram_part(SectionType::PART, 2, 0, &page)
+        .section(SectionType::PART, 2, None)
+        .ram(&[
+            RamRecord::Xbzrle {
+                raw: 0x40,
+                offset: 0,
+                block: Some(BLOCK),
+                block_index: Some(0),
+                xh_flags: 1,
+                xh_len: delta.len() as u16,
+                data: &delta,
+            },
+            eos(),
+        ])
+        .footer(2)
+        .section(SectionType::END, 2, None)
+        .ram(&[eos()])
+        .footer(2)
+        .eof(&[]);
+}
+
+/// A precopy-initial-data RFC stream: the general enable and a per-device advise (cmd 11, 268 bytes).
+pub fn rfc_initial_data_stream(b: &mut Builder) {
+    let mut general = [0u8; 256];
+    let mut dev = [0u8; 256];
+    dev[..17].copy_from_slice(b"0000:00:05.0/vfio");
+    general[0] = 0;
+    let info = |ge: u8, id: &[u8; 256]| {
+        let mut p = vec![ge];
+        p.extend_from_slice(&[0; 7]);
+        p.extend_from_slice(id);
+        p.extend_from_slice(&0u32.to_le_bytes());
+        p
+    };
+    let g = info(1, &general);
+    let d = info(0, &dev);
+    let page = page_bytes(9);
+    b.header()
+        .config(b"pc-q35-8.0", &[])
+        .cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath)
+        .raw(&[&[8u8, 0, 11, 1, 12][..], &g].concat())
+        .raw(&[&[8u8, 0, 11, 1, 12][..], &d].concat())
+        .ram_setup(2)
+        .ram_part(SectionType::PART, 2, 0, &page)
+        .rp(RpMessage::new(
+            RpMessageType::INITIAL_DATA_LOADED_ACK,
+            RpBody::SwitchoverAck,
+        ))
+        .ram_part(SectionType::END, 2, 0x2000, &page)
+        .eof(&[]);
+}
+
+/// A postcopy stream in miniature: ADVISE, DISCARD, PACKAGED(LISTEN, device, RUN), page request.
+pub fn postcopy_stream(b: &mut Builder) {
+    let page = page_bytes(5);
+    let mut pkg = Vec::new();
+    Command::new(CommandCode::POSTCOPY_LISTEN, CommandBody::PostcopyListen).encode(&mut pkg);
+    SectionHeader {
+        ty: SectionType::FULL,
+        section_id: 3,
+        full: Some(SectionIdent {
+            idstr: b"timer",
+            instance_id: 0,
+            version_id: 2,
+        }),
+    }
+    .encode(&mut pkg);
+    pkg.extend_from_slice(&[0u8; 24]);
+    Footer { section_id: 3 }.encode(&mut pkg);
+    Command::new(CommandCode::PING, CommandBody::Ping { value: 3 }).encode(&mut pkg);
+    Command::new(CommandCode::POSTCOPY_RUN, CommandBody::PostcopyRun).encode(&mut pkg);
+    let ranges = [0u64.to_be_bytes(), 0x1000u64.to_be_bytes()].concat();
+    b.header()
+        .config(b"pc-i440fx-10.0", &[])
+        .cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath)
+        .cmd(CommandCode::PING, CommandBody::Ping { value: 1 })
+        .cmd(
+            CommandCode::POSTCOPY_ADVISE,
+            CommandBody::PostcopyAdvise(Advise::Sizes {
+                ram_pagesize_summary: 4096,
+                target_page_size: 4096,
+            }),
+        )
+        .rp(RpMessage::new(
+            RpMessageType::PONG,
+            RpBody::Pong { value: 1 },
+        ))
+        .ram_setup(2)
+        .ram_part(SectionType::PART, 2, 0, &page)
+        .cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart)
+        .cmd(
+            CommandCode::POSTCOPY_RAM_DISCARD,
+            CommandBody::PostcopyRamDiscard {
+                version: 0,
+                block: BLOCK,
+                nil: 0,
+                ranges: &ranges,
+                count: 1,
+            },
+        )
+        .cmd(CommandCode::PING, CommandBody::Ping { value: 2 })
+        .cmd(
+            CommandCode::PACKAGED,
+            CommandBody::Packaged {
+                length: pkg.len() as u32,
+            },
+        )
+        .raw(&pkg)
+        .rp(RpMessage::new(
+            RpMessageType::PONG,
+            RpBody::Pong { value: 2 },
+        ))
+        .rp(RpMessage::new(
+            RpMessageType::PONG,
+            RpBody::Pong { value: 3 },
+        ))
+        .rp(RpMessage::new(
+            RpMessageType::REQ_PAGES_ID,
+            RpBody::ReqPagesId {
+                start: 0x8000,
+                len: 4096,
+                block: BLOCK,
+            },
+        ))
+        .rp(RpMessage::new(
+            RpMessageType::REQ_PAGES,
+            RpBody::ReqPages {
+                start: 0x9000,
+                len: 4096,
+            },
+        ))
+        .cmd(CommandCode::PING, CommandBody::Ping { value: 4 })
+        .rp(RpMessage::new(
+            RpMessageType::PONG,
+            RpBody::Pong { value: 4 },
+        ))
+        .ram_part(SectionType::PART, 2, 0x8000, &page)
+        .ram_part(SectionType::END, 2, 0xa000, &page)
+        .eof_only()
+        .rp(RpMessage::new(
+            RpMessageType::SHUT,
+            RpBody::Shut { error: 0 },
+        ));
+}
