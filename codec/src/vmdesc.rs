@@ -219,6 +219,19 @@ fn field_value(ty: &str, b: &[u8]) -> Value {
     }
 }
 
+/// Decode a device section body field by field with its vmdesc description, into JSON
+/// (like `analyze-migration.py --dump state`). Returns the values and the bytes used.
+pub fn decode_device(desc: &Value, body: &[u8]) -> Result<(Map<String, Value>, usize), ErrorKind> {
+    let mut rd = Rd::new(body);
+    let mut m = Map::new();
+    let mut budget = body.len() as u64 * 2 + 4096;
+    match walk_struct(desc, &mut rd, Some(&mut m), &mut budget) {
+        Ok(()) => Ok((m, rd.pos())),
+        Err(crate::error::Stop::Fail { kind, .. }) => Err(kind),
+        Err(crate::error::Stop::Incomplete(what)) => Err(ErrorKind::Truncated { what }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,18 +269,5 @@ mod tests {
         let desc = serde_json::json!({"fields":[{"name":"e","type":"struct","array_len": 4000000000u64,"struct":{"fields":[]}}]});
         let mut budget = 1000;
         assert!(walk_struct(&desc, &mut Rd::new(&[]), None, &mut budget).is_err());
-    }
-}
-
-/// Decode a device section body field by field with its vmdesc description, into JSON
-/// (like `analyze-migration.py --dump state`). Returns the values and the bytes used.
-pub fn decode_device(desc: &Value, body: &[u8]) -> Result<(Map<String, Value>, usize), ErrorKind> {
-    let mut rd = Rd::new(body);
-    let mut m = Map::new();
-    let mut budget = body.len() as u64 * 2 + 4096;
-    match walk_struct(desc, &mut rd, Some(&mut m), &mut budget) {
-        Ok(()) => Ok((m, rd.pos())),
-        Err(crate::error::Stop::Fail { kind, .. }) => Err(kind),
-        Err(crate::error::Stop::Incomplete(what)) => Err(ErrorKind::Truncated { what }),
     }
 }

@@ -9,7 +9,8 @@ use qmig_codec::codes::{CommandCode, RamFlags, RpMessageType, SectionType, VfioT
 use qmig_codec::Version;
 
 /// (release, MIG_CMD_MAX, MIG_RP_MSG_MAX, highest VFIO tag id, highest RAM flag)
-const RELEASES: &[((u8, u8), u16, u16, u64, u64)] = &[
+type Release = ((u8, u8), u16, u16, u64, u64);
+const RELEASES: &[Release] = &[
     ((7, 2), 11, 7, 4, 0x100),
     ((8, 0), 11, 7, 4, 0x100),
     ((8, 1), 11, 8, 5, 0x200),
@@ -28,22 +29,34 @@ fn every_release_enum_value_is_classified() {
         let v = Version::new(maj, min);
         for c in 1..cmd_max {
             let code = CommandCode(c);
-            let since = code.known_since().unwrap_or_else(|| panic!("{v}: MIG_CMD {c} unclassified"));
-            assert!(Version::new(since.0, since.1) <= v, "{v}: MIG_CMD {c} classified as newer ({since:?})");
+            let since = code
+                .known_since()
+                .unwrap_or_else(|| panic!("{v}: MIG_CMD {c} unclassified"));
+            assert!(
+                Version::new(since.0, since.1) <= v,
+                "{v}: MIG_CMD {c} classified as newer ({since:?})"
+            );
         }
         for t in 1..rp_max {
             let ty = RpMessageType(t);
-            let since = ty.known_since().unwrap_or_else(|| panic!("{v}: MIG_RP_MSG {t} unclassified"));
+            let since = ty
+                .known_since()
+                .unwrap_or_else(|| panic!("{v}: MIG_RP_MSG {t} unclassified"));
             assert!(Version::new(since.0, since.1) <= v);
         }
         for id in 1..=vfio_max {
             let tag = VfioTag(0xffff_ffff_ef10_0000 | id);
-            let since = tag.known_since().unwrap_or_else(|| panic!("{v}: VFIO tag {id} unclassified"));
+            let since = tag
+                .known_since()
+                .unwrap_or_else(|| panic!("{v}: VFIO tag {id} unclassified"));
             assert!(Version::new(since.0, since.1) <= v);
         }
         let mut bit = 1u64;
         while bit <= ram_max {
-            assert!(RamFlags::from_bits(bit).is_some(), "{v}: RAM flag 0x{bit:x} unclassified");
+            assert!(
+                RamFlags::from_bits(bit).is_some(),
+                "{v}: RAM flag 0x{bit:x} unclassified"
+            );
             assert!(RamFlags::known_since(bit).is_some());
             bit <<= 1;
         }
@@ -58,7 +71,9 @@ fn every_release_enum_value_is_classified() {
 
 /// Read `enum qemu_vm_cmd` / `enum mig_rp_message_type` names from a QEMU tree.
 fn enum_names(src: &str, enum_head: &str) -> Vec<String> {
-    let Some(start) = src.find(enum_head) else { return Vec::new() };
+    let Some(start) = src.find(enum_head) else {
+        return Vec::new();
+    };
     let body = &src[start..];
     let end = body.find("};").unwrap_or(body.len());
     body[..end]
@@ -66,7 +81,10 @@ fn enum_names(src: &str, enum_head: &str) -> Vec<String> {
         .skip(1)
         .filter_map(|l| {
             let l = l.trim();
-            let name: String = l.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let name: String = l
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
             (name.starts_with("MIG_")).then_some(name)
         })
         .collect()
@@ -95,6 +113,10 @@ fn enums_in_qemu_source_are_classified() {
         if name == "MIG_RP_MSG_MAX" {
             continue;
         }
-        assert_eq!(RpMessageType(i as u16).name().unwrap_or(""), name, "MIG_RP_MSG value {i}");
+        assert_eq!(
+            RpMessageType(i as u16).name().unwrap_or(""),
+            name,
+            "MIG_RP_MSG value {i}"
+        );
     }
 }
