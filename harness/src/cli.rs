@@ -420,13 +420,17 @@ pub fn replay(case: &Path, out: &OutputArgs) -> Result<i32, String> {
     finish(vec![r], out, prof)
 }
 
-/// `qmig check`.
+/// `qmig check`: streams the input (mapped file or chunked stdin), never holding it whole.
 pub fn check(path: &Path, sides: &SideArgs, out: &OutputArgs) -> Result<i32, String> {
-    let l = replay::load(path).map_err(|e| e.to_string())?;
     let (mut src, dst) = sides.profiles()?;
     let mut tmp = Report::placeholder();
     let prof = apply_profile(&mut tmp, &mut src, &out.profile)?;
-    let r = replay::run(&l, src, Some(dst));
+    if path.is_dir() {
+        let l = replay::load(path).map_err(|e| e.to_string())?;
+        return finish(vec![replay::run(&l, src, Some(dst))], out, prof);
+    }
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let r = replay::check_streaming(path, src, dst, progress).map_err(|e| e.to_string())?;
     finish(vec![r], out, prof)
 }
 

@@ -1,7 +1,7 @@
 //! `qmig-harness`: conformance harness for the QEMU live-migration protocol.
 //!
 //! Data flows one way: bytes → [`qmig_codec`] records → events → peer models → findings → report.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod case;
 pub mod cli;
