@@ -772,6 +772,36 @@ impl<D: ChannelDecoder> Chunked<D> {
         self.buf.extend_from_slice(chunk);
     }
 
+    /// Read once from `r` straight into the internal buffer (no intermediate copy).
+    /// Returns the bytes read; 0 means end of input, and marks the input complete.
+    pub fn read_from<R: std::io::Read>(&mut self, r: &mut R, max: usize) -> std::io::Result<usize> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.base += self.start as u64;
+            self.start = 0;
+        }
+        let old = self.buf.len();
+        self.buf.resize(old + max, 0);
+        let n = match r.read(&mut self.buf[old..]) {
+            Ok(n) => n,
+            Err(e) => {
+                self.buf.truncate(old);
+                return Err(e);
+            }
+        };
+        self.buf.truncate(old + n);
+        if self.skip > 0 {
+            let k = (self.skip.min(n as u64)) as usize;
+            self.buf.drain(old..old + k);
+            self.skip -= k as u64;
+            self.base += k as u64;
+        }
+        if n == 0 {
+            self.complete = true;
+        }
+        Ok(n)
+    }
+
     /// No more bytes will come.
     pub fn finish(&mut self) {
         self.complete = true;

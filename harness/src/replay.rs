@@ -381,17 +381,11 @@ pub fn check_streaming(path: &Path, src: SideProfile, dst: SideProfile, progress
     if path.as_os_str() == "-" {
         name = "<stdin>".to_string();
         let mut ch = qmig_codec::Chunked::new(MainDecoder::new(ctx));
-        let mut buf = vec![0u8; 1 << 20];
         let mut stdin = std::io::stdin().lock();
         let mut total = 0u64;
         'outer: loop {
-            let n = std::io::Read::read(&mut stdin, &mut buf).map_err(io(path))?;
-            if n == 0 {
-                ch.finish();
-            } else {
-                ch.feed(&buf[..n]);
-                total += n as u64;
-            }
+            let n = ch.read_from(&mut stdin, 1 << 17).map_err(io(path))?;
+            total += n as u64;
             loop {
                 match ch.next_record() {
                     Ok(Some(d)) => feed(&d, &mut c),
