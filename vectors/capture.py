@@ -138,9 +138,18 @@ CASES = [
          desc="10.0 -> 10.0 with return-path + switchover-ack on both sides",
          expect="destination sends SWITCHOVER_ACK on the return path; completes",
          src=side("10.0", caps=RP + ["switchover-ack"]), dst=side("10.0", caps=RP + ["switchover-ack"])),
-    dict(name="sock100-switchover-ack-src-only", kind="socket", src_timeout=8, cancel=True,
-         desc="10.0 -> 10.0, switchover-ack on the source only (return-path both)",
-         expect="source waits forever for SWITCHOVER_ACK; harness times out and cancels",
+    # guest running, max-bandwidth 64 KiB/s (seen not to bound it well): unthrottled, the waiting source re-sends
+    # the dirtied pages at full speed (~500 MB in 8 s)
+    dict(name="sock100-switchover-ack-src-only", kind="socket", src_timeout=2.5, cancel=True,
+         desc="10.0 -> 10.0, switchover-ack on the source only (return-path both), guest running, "
+              "max-bandwidth 64 KiB/s",
+         expect="source waits forever for SWITCHOVER_ACK; harness times out after 2.5 s and cancels",
+         src=side("10.0", caps=RP + ["switchover-ack"], params={"max-bandwidth": 64 << 10}),
+         dst=side("10.0", caps=RP)),
+    dict(name="sock100-switchover-ack-src-only-paused", kind="socket", src_timeout=6, cancel=True,
+         vm="paused",
+         desc="10.0 -> 10.0, switchover-ack on the source only, guest paused before migrate",
+         expect="10.0 does not wait for the ACK when the VM was not running: completes",
          src=side("10.0", caps=RP + ["switchover-ack"]), dst=side("10.0", caps=RP)),
     dict(name="sock100-postcopy", kind="socket", postcopy=True,
          desc="10.0 -> 10.0 with postcopy-ram (+return-path) on both sides, migrate-start-postcopy after ~0.4 s",
@@ -521,7 +530,7 @@ def parse_trace(path):
     return r
 
 
-def run_socket_case(case, assets, work, out, qmig):
+def run_socket_case(case, assets, work, out, recorder):
     sd, dd = case["src"], case["dst"]
     dport, pport = free_port(), free_port()
     dst = Qemu("dst", dd, assets, work, incoming=True)
@@ -529,7 +538,7 @@ def run_socket_case(case, assets, work, out, qmig):
     dst.q.cmd("migrate-incoming", uri="tcp:127.0.0.1:%d" % dport)
     if not wait_listening(dport, 10, dst.proc):
         raise RuntimeError("destination does not listen on %d" % dport)
-    proxy = spawn([qmig, "record", "--listen", "127.0.0.1:%d" % pport,
+    proxy = spawn(recorder + ["--listen", "127.0.0.1:%d" % pport,
                    "--upstream", "127.0.0.1:%d" % dport, "--out", out],
                   os.path.join(work, "proxy.stderr"), os.path.join(work, "proxy.stdout"))
     if not wait_listening(pport, 10, proxy):
@@ -538,6 +547,8 @@ def run_socket_case(case, assets, work, out, qmig):
     src = Qemu("src", sd, assets, work)
     time.sleep(PRE_RUN_S)
     src.setup_migration()
+    if case.get("vm", "running") == "paused":
+        src.q.cmd("stop")
     uri = "tcp:127.0.0.1:%d" % pport
     src.q.cmd("migrate", uri=uri)
     notes = []
@@ -578,7 +589,7 @@ def run_socket_case(case, assets, work, out, qmig):
     pcode, pkilled = stop(proxy, None, grace=5, sig=signal.SIGTERM)
     pout = open(os.path.join(work, "proxy.stderr"), "rb").read().decode("utf-8", "replace")
     return {"src": sres, "dst": dres, "src_uri": uri, "dst_uri": "tcp:127.0.0.1:%d" % dport,
-            "notes": notes, "proxy": {"exit_status": pcode, "signalled": pkilled,
+            "notes": notes, "proxy": {"recorder": case["_recorder_name"], "exit_status": pcode, "signalled": pkilled,
                                       "stderr": [ln for ln in pout.splitlines() if ln.strip()][-20:]},
             "src_stderr_text": src.stderr_text, "dst_stderr_text": dres and dst.stderr_text}
 
@@ -609,9 +620,11 @@ def capture(case, assets, args):
     if os.path.exists(os.path.join(final_dir, "case.json")) and not args.force:
         print("%-36s exists (use --force)" % name)
         return True
-    if case["kind"] == "socket" and not args.qmig:
-        print("%-36s SKIPPED: no qmig recorder binary (cargo build --release -p qmig-harness)" % name)
+    if case["kind"] == "socket" and not args.recorder:
+        print("%-36s SKIPPED: no `qmig record` (cargo build --release -p qmig-harness), "
+              "or pass --fallback-recorder" % name)
         return False
+    case["_recorder_name"] = args.recorder_name
     work = tempfile.mkdtemp(prefix="qmig-%s-" % name, dir=args.tmp)
     out = tempfile.mkdtemp(prefix=".%s.tmp-" % name, dir=HERE)
     t0 = time.time()
@@ -619,7 +632,7 @@ def capture(case, assets, args):
         if case["kind"] == "file":
             res = run_file_case(case, assets, work, out)
         else:
-            res = run_socket_case(case, assets, work, out, args.qmig)
+            res = run_socket_case(case, assets, work, out, args.recorder)
         cj = {"name": name, "desc": case["desc"], "kind": case["kind"], "origin": "qemu",
               "expect": case["expect"], "outcome": outcome_line(res, case),
               "src": res["src"]}
@@ -676,6 +689,19 @@ def capture(case, assets, args):
             shutil.rmtree(work, ignore_errors=True)
 
 
+DEFAULT_TMP = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+FALLBACK_RECORDER = os.path.join(HERE, "tools", "record.py")
+
+
+def recorder_argv(args):
+    """argv prefix of the recording proxy: `qmig record` if available, else the fallback."""
+    if args.qmig:
+        return [args.qmig, "record"], "qmig record (%s)" % os.path.relpath(args.qmig, REPO)
+    if args.fallback_recorder:
+        return [sys.executable, FALLBACK_RECORDER], "vectors/tools/record.py (fallback)"
+    return None, None
+
+
 def find_qmig(explicit):
     cands = [explicit, os.environ.get("QMIG"), os.path.join(REPO, "target", "release", "qmig")]
     for c in cands:
@@ -696,7 +722,11 @@ def main():
     ap.add_argument("--kind", choices=("file", "socket"), help="only cases of this kind")
     ap.add_argument("--force", action="store_true", help="re-capture cases that already exist")
     ap.add_argument("--qmig", help="path to the qmig binary (default target/release/qmig or $QMIG)")
-    ap.add_argument("--tmp", default=None, help="scratch directory (default: system temp)")
+    ap.add_argument("--fallback-recorder", action="store_true",
+                    help="record socket cases with vectors/tools/record.py when `qmig record` is missing")
+    ap.add_argument("--tmp", default=DEFAULT_TMP,
+                    help="scratch directory for RAM backing files and sockets (default /dev/shm: "
+                         "postcopy refuses file-backed RAM that is not on tmpfs/hugetlbfs)")
     ap.add_argument("--keep", action="store_true", help="keep scratch directories")
     args = ap.parse_args()
     only = {n for o in args.only for n in o.split(",") if n}
@@ -714,6 +744,7 @@ def main():
             print("missing %s: run `bash vectors/setup-qemu.sh` first" % qemu_bin(v), file=sys.stderr)
             return 2
     args.qmig = find_qmig(args.qmig)
+    args.recorder, args.recorder_name = recorder_argv(args)
     tmp = tempfile.mkdtemp(prefix="qmig-capture-", dir=args.tmp)
     try:
         assets = Assets(tmp)
