@@ -76,6 +76,11 @@ def side(qemu, machine=None, caps=(), params=None, share=False, uuid=None, small
 
 
 RP = ["return-path"]
+# A 4 MiB guest converges in the first precopy pass (max-bandwidth does not help: the
+# switchover estimate uses the measured rate and the final pass is unthrottled). A 1 ms
+# downtime limit and a 1 B/s switchover bandwidth keep precopy from ever "fitting", so
+# migrate-start-postcopy really switches to postcopy.
+POSTCOPY_PARAMS = {"downtime-limit": 1, "avail-switchover-bandwidth": 1}
 CASES = [
     # ---------------------------------------------------------------- file cases
     dict(name="file72-precopy", kind="file",
@@ -152,9 +157,9 @@ CASES = [
          expect="10.0 does not wait for the ACK when the VM was not running: completes",
          src=side("10.0", caps=RP + ["switchover-ack"]), dst=side("10.0", caps=RP)),
     dict(name="sock100-postcopy", kind="socket", postcopy=True,
-         desc="10.0 -> 10.0 with postcopy-ram (+return-path) on both sides, migrate-start-postcopy after ~0.4 s",
+         desc="10.0 -> 10.0 with postcopy-ram (+return-path) on both sides, migrate-start-postcopy right after migrate",
          expect="POSTCOPY_ADVISE/LISTEN/RUN, PACKAGED, RAM_DISCARD, REQ_PAGES on the return path; completes",
-         src=side("10.0", caps=RP + ["postcopy-ram"], params={"max-bandwidth": 1 << 20}),
+         src=side("10.0", caps=RP + ["postcopy-ram"], params=POSTCOPY_PARAMS),
          dst=side("10.0", caps=RP + ["postcopy-ram"])),
     dict(name="sock100-multifd", kind="socket",
          desc="10.0 -> 10.0 with multifd, 2 channels",
@@ -184,7 +189,7 @@ CASES = [
     dict(name="sock100-postcopy-src-only", kind="socket", postcopy=True, src_timeout=15, cancel=True,
          desc="10.0 -> 10.0, postcopy-ram on the source only (return-path both), migrate-start-postcopy",
          expect="what a destination without postcopy-ram does with POSTCOPY_ADVISE/LISTEN",
-         src=side("10.0", caps=RP + ["postcopy-ram"], params={"max-bandwidth": 1 << 20}),
+         src=side("10.0", caps=RP + ["postcopy-ram"], params=POSTCOPY_PARAMS),
          dst=side("10.0", caps=RP)),
 ]
 
@@ -553,17 +558,14 @@ def run_socket_case(case, assets, work, out, recorder):
     src.q.cmd("migrate", uri=uri)
     notes = []
     if case.get("postcopy"):
-        src.wait({"completed", "failed"}, 0.4)
+        # issued at once: a 4 MiB guest finishes its first precopy pass in well under a
+        # second, after which 10.0 completes precopy without looking at start-postcopy
+        src.wait({"completed", "failed"}, case.get("postcopy_delay", 0.0))
         try:
             src.q.cmd("migrate-start-postcopy")
-            notes.append("migrate-start-postcopy issued")
+            notes.append("migrate-start-postcopy issued (source status then: %s)" % src.poll_status())
         except QMPError as e:
             notes.append("migrate-start-postcopy refused: %s" % e)
-        # postcopy needs bandwidth to finish in reasonable time
-        try:
-            src.q.set_params({"max-postcopy-bandwidth": 0, "max-bandwidth": 1 << 30})
-        except QMPError:
-            pass
     final = {"completed", "failed", "cancelled"}
     st = src.wait(final, case.get("src_timeout", 60))
     killed = st not in final
