@@ -9,15 +9,8 @@ fn main() {
     let r = decode_all(&mut dec, &bytes, |d| {
         n += 1;
         match &d.record {
-            Record::Ram(qmig_codec::ram::RamRecord::Page { .. })
-            | Record::Ram(qmig_codec::ram::RamRecord::Zero { .. }) => {}
-            r => println!(
-                "{:#010x} +{:<6} d{} {:?}",
-                d.offset,
-                d.len,
-                d.depth,
-                short(r)
-            ),
+            Record::Ram(qmig_codec::ram::RamRecord::Page { .. }) | Record::Ram(qmig_codec::ram::RamRecord::Zero { .. }) => {}
+            r => println!("{:#010x} +{:<6} d{} {:?}", d.offset, d.len, d.depth, short(r)),
         }
     });
     println!("{n} records: {r:?} of {} bytes", bytes.len());

@@ -7,34 +7,14 @@ use crate::rd::Rd;
 use crate::return_path::{RpRecord, RpState};
 use crate::stream::{ChannelDecoder, Decoded};
 
-fn finish<'a, T>(
-    r: PResult<T>,
-    rd: &Rd<'a>,
-    base: u64,
-    complete: bool,
-    channel: &Channel,
-) -> Result<Option<Decoded<T>>, DecodeError> {
+fn finish<'a, T>(r: PResult<T>, rd: &Rd<'a>, base: u64, complete: bool, channel: &Channel) -> Result<Option<Decoded<T>>, DecodeError> {
     match r {
-        Ok(rec) => Ok(Some(Decoded {
-            offset: base,
-            len: rd.pos() as u64,
-            depth: 0,
-            section: None,
-            record: rec,
-        })),
-        Err(Stop::Incomplete(what)) if complete => Err(DecodeError {
-            offset: base,
-            channel: channel.clone(),
-            section: None,
-            kind: ErrorKind::Truncated { what },
-        }),
+        Ok(rec) => Ok(Some(Decoded { offset: base, len: rd.pos() as u64, depth: 0, section: None, record: rec })),
+        Err(Stop::Incomplete(what)) if complete => {
+            Err(DecodeError { offset: base, channel: channel.clone(), section: None, kind: ErrorKind::Truncated { what } })
+        }
         Err(Stop::Incomplete(_)) => Ok(None),
-        Err(Stop::Fail { at, kind }) => Err(DecodeError {
-            offset: base + at as u64,
-            channel: channel.clone(),
-            section: None,
-            kind,
-        }),
+        Err(Stop::Fail { at, kind }) => Err(DecodeError { offset: base + at as u64, channel: channel.clone(), section: None, kind }),
     }
 }
 
@@ -48,12 +28,7 @@ pub struct ReturnPathDecoder {
 impl ChannelDecoder for ReturnPathDecoder {
     type Record<'a> = RpRecord<'a>;
 
-    fn decode<'a>(
-        &mut self,
-        input: &'a [u8],
-        base: u64,
-        complete: bool,
-    ) -> Result<Option<Decoded<RpRecord<'a>>>, DecodeError> {
+    fn decode<'a>(&mut self, input: &'a [u8], base: u64, complete: bool) -> Result<Option<Decoded<RpRecord<'a>>>, DecodeError> {
         if input.is_empty() {
             self.eof |= complete;
             return Ok(None);
@@ -85,23 +60,14 @@ pub struct PreemptDecoder {
 impl PreemptDecoder {
     /// A decoder.
     pub fn new(ctx: Context, ram: RamState) -> Self {
-        PreemptDecoder {
-            ctx,
-            ram,
-            done: false,
-        }
+        PreemptDecoder { ctx, ram, done: false }
     }
 }
 
 impl ChannelDecoder for PreemptDecoder {
     type Record<'a> = RamRecord<'a>;
 
-    fn decode<'a>(
-        &mut self,
-        input: &'a [u8],
-        base: u64,
-        complete: bool,
-    ) -> Result<Option<Decoded<RamRecord<'a>>>, DecodeError> {
+    fn decode<'a>(&mut self, input: &'a [u8], base: u64, complete: bool) -> Result<Option<Decoded<RamRecord<'a>>>, DecodeError> {
         if input.is_empty() {
             return Ok(None);
         }

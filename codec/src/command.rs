@@ -24,9 +24,7 @@ pub fn len_rule(code: CommandCode, ctx: &Context) -> LenRule {
         | CommandCode::ENABLE_COLO
         | CommandCode::POSTCOPY_RESUME => LenRule::Fixed(0),
         CommandCode::PING | CommandCode::PACKAGED => LenRule::Fixed(4),
-        CommandCode::SWITCHOVER_START if ctx.rfc_initial_data() => {
-            LenRule::Fixed(InitialDataInfo::LEN)
-        }
+        CommandCode::SWITCHOVER_START if ctx.rfc_initial_data() => LenRule::Fixed(InitialDataInfo::LEN),
         CommandCode::SWITCHOVER_START => LenRule::Fixed(0),
         _ => LenRule::Variable,
     }
@@ -53,11 +51,7 @@ impl InitialDataInfo<'_> {
 
     /// idstr up to its first NUL.
     pub fn name(&self) -> &[u8] {
-        let end = self
-            .idstr
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(self.idstr.len());
+        let end = self.idstr.iter().position(|&b| b == 0).unwrap_or(self.idstr.len());
         &self.idstr[..end]
     }
 }
@@ -156,10 +150,7 @@ impl<'a> CommandBody<'a> {
         };
         r.chunks_exact(16).map(|c| {
             let (a, b) = c.split_at(8);
-            (
-                u64::from_be_bytes(a.try_into().unwrap_or([0; 8])),
-                u64::from_be_bytes(b.try_into().unwrap_or([0; 8])),
-            )
+            (u64::from_be_bytes(a.try_into().unwrap_or([0; 8])), u64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
         })
     }
 
@@ -173,20 +164,11 @@ impl<'a> CommandBody<'a> {
             | CommandBody::SwitchoverStart
             | CommandBody::PostcopyAdvise(Advise::Empty) => {}
             CommandBody::Ping { value } => out.extend_from_slice(&value.to_be_bytes()),
-            CommandBody::PostcopyAdvise(Advise::Sizes {
-                ram_pagesize_summary,
-                target_page_size,
-            }) => {
+            CommandBody::PostcopyAdvise(Advise::Sizes { ram_pagesize_summary, target_page_size }) => {
                 out.extend_from_slice(&ram_pagesize_summary.to_be_bytes());
                 out.extend_from_slice(&target_page_size.to_be_bytes());
             }
-            CommandBody::PostcopyRamDiscard {
-                version,
-                block,
-                nil,
-                ranges,
-                ..
-            } => {
+            CommandBody::PostcopyRamDiscard { version, block, nil, ranges, .. } => {
                 out.push(*version);
                 put_cstr8(out, block);
                 out.push(*nil);
@@ -210,11 +192,7 @@ impl<'a> Command<'a> {
     pub fn new(code: CommandCode, body: CommandBody<'a>) -> Self {
         let mut tmp = Vec::new();
         body.encode(&mut tmp);
-        Command {
-            code,
-            len: tmp.len() as u16,
-            body,
-        }
+        Command { code, len: tmp.len() as u16, body }
     }
 
     /// Parse from the `0x08` type byte on.
@@ -225,18 +203,11 @@ impl<'a> Command<'a> {
         let payload = rd.bytes(len as usize, "command payload")?;
         let base = rd.pos() - len as usize;
         let shift = |e: Stop| match e {
-            Stop::Fail { at, kind } => Stop::Fail {
-                at: base + at,
-                kind,
-            },
+            Stop::Fail { at, kind } => Stop::Fail { at: base + at, kind },
             // The payload is complete: running out inside it is a malformed payload.
-            Stop::Incomplete(what) => Stop::Fail {
-                at: base,
-                kind: ErrorKind::CommandPayload {
-                    cmd: code,
-                    why: format!("payload too short for {what}"),
-                },
-            },
+            Stop::Incomplete(what) => {
+                Stop::Fail { at: base, kind: ErrorKind::CommandPayload { cmd: code, why: format!("payload too short for {what}") } }
+            }
         };
         let body = Self::parse_body(code, payload, ctx).map_err(shift)?;
         Ok(Command { code, len, body })
@@ -246,19 +217,13 @@ impl<'a> Command<'a> {
         let mut rd = Rd::new(p);
         if let LenRule::Fixed(n) = len_rule(code, ctx) {
             if p.len() != n {
-                return rd.fail(ErrorKind::CommandLength {
-                    cmd: code,
-                    expected: n,
-                    got: p.len() as u16,
-                });
+                return rd.fail(ErrorKind::CommandLength { cmd: code, expected: n, got: p.len() as u16 });
             }
         }
         let bad = |why: String| ErrorKind::CommandPayload { cmd: code, why };
         let body = match code {
             CommandCode::OPEN_RETURN_PATH => CommandBody::OpenReturnPath,
-            CommandCode::PING => CommandBody::Ping {
-                value: rd.be32("ping value")?,
-            },
+            CommandCode::PING => CommandBody::Ping { value: rd.be32("ping value")? },
             CommandCode::POSTCOPY_ADVISE => match p.len() {
                 0 => CommandBody::PostcopyAdvise(Advise::Empty),
                 16 => CommandBody::PostcopyAdvise(Advise::Sizes {
@@ -271,33 +236,19 @@ impl<'a> Command<'a> {
             CommandCode::POSTCOPY_RUN => CommandBody::PostcopyRun,
             CommandCode::POSTCOPY_RAM_DISCARD => {
                 if p.len() < 1 + 1 + 1 + 1 + 16 {
-                    return rd.fail(bad(format!(
-                        "CMD_POSTCOPY_RAM_DISCARD invalid length ({})",
-                        p.len()
-                    )));
+                    return rd.fail(bad(format!("CMD_POSTCOPY_RAM_DISCARD invalid length ({})", p.len())));
                 }
                 let version = rd.u8("discard version")?;
                 let block = rd.cstr8("discard block name")?;
                 let nil = rd.u8("discard terminator")?;
                 let ranges = rd.rest();
                 if !ranges.len().is_multiple_of(16) {
-                    return rd.fail(bad(format!(
-                        "CMD_POSTCOPY_RAM_DISCARD invalid length ({})",
-                        p.len()
-                    )));
+                    return rd.fail(bad(format!("CMD_POSTCOPY_RAM_DISCARD invalid length ({})", p.len())));
                 }
                 rd.bytes(ranges.len(), "discard ranges")?;
-                CommandBody::PostcopyRamDiscard {
-                    version,
-                    block,
-                    nil,
-                    ranges,
-                    count: ranges.len() / 16,
-                }
+                CommandBody::PostcopyRamDiscard { version, block, nil, ranges, count: ranges.len() / 16 }
             }
-            CommandCode::PACKAGED => CommandBody::Packaged {
-                length: rd.be32("packaged length")?,
-            },
+            CommandCode::PACKAGED => CommandBody::Packaged { length: rd.be32("packaged length")? },
             CommandCode::ENABLE_COLO => CommandBody::EnableColo,
             CommandCode::POSTCOPY_RESUME => CommandBody::PostcopyResume,
             CommandCode::RECV_BITMAP => {
@@ -307,14 +258,12 @@ impl<'a> Command<'a> {
                 }
                 CommandBody::RecvBitmap { block }
             }
-            CommandCode::SWITCHOVER_START if ctx.rfc_initial_data() => {
-                CommandBody::InitialDataEnable(InitialDataInfo {
-                    general_enable: rd.u8("general enable")?,
-                    reserved: rd.bytes(7, "reserved")?,
-                    idstr: rd.bytes(256, "idstr")?,
-                    instance_id: rd.le32("instance id")?,
-                })
-            }
+            CommandCode::SWITCHOVER_START if ctx.rfc_initial_data() => CommandBody::InitialDataEnable(InitialDataInfo {
+                general_enable: rd.u8("general enable")?,
+                reserved: rd.bytes(7, "reserved")?,
+                idstr: rd.bytes(256, "idstr")?,
+                instance_id: rd.le32("instance id")?,
+            }),
             CommandCode::SWITCHOVER_START => CommandBody::SwitchoverStart,
             _ => {
                 rd.bytes(p.len(), "payload")?;
@@ -355,19 +304,10 @@ mod tests {
             CommandBody::OpenReturnPath,
             CommandBody::Ping { value: 1 },
             CommandBody::PostcopyAdvise(Advise::Empty),
-            CommandBody::PostcopyAdvise(Advise::Sizes {
-                ram_pagesize_summary: 4096,
-                target_page_size: 4096,
-            }),
+            CommandBody::PostcopyAdvise(Advise::Sizes { ram_pagesize_summary: 4096, target_page_size: 4096 }),
             CommandBody::PostcopyListen,
             CommandBody::PostcopyRun,
-            CommandBody::PostcopyRamDiscard {
-                version: 0,
-                block: b"pc.ram",
-                nil: 0,
-                ranges: &ranges,
-                count: 1,
-            },
+            CommandBody::PostcopyRamDiscard { version: 0, block: b"pc.ram", nil: 0, ranges: &ranges, count: 1 },
             CommandBody::Packaged { length: 77 },
             CommandBody::EnableColo,
             CommandBody::PostcopyResume,
@@ -389,42 +329,22 @@ mod tests {
             };
             rt(Command::new(code, b), &ctx);
         }
-        rt(
-            Command::new(CommandCode(0x99), CommandBody::Unknown { payload: b"xy" }),
-            &ctx,
-        );
+        rt(Command::new(CommandCode(0x99), CommandBody::Unknown { payload: b"xy" }), &ctx);
         let disc = Command::new(
             CommandCode::POSTCOPY_RAM_DISCARD,
-            CommandBody::PostcopyRamDiscard {
-                version: 0,
-                block: b"pc.ram",
-                nil: 0,
-                ranges: &ranges,
-                count: 1,
-            },
+            CommandBody::PostcopyRamDiscard { version: 0, block: b"pc.ram", nil: 0, ranges: &ranges, count: 1 },
         );
-        assert_eq!(
-            disc.body.discard_ranges().collect::<Vec<_>>(),
-            vec![(0x1000, 0x1000)]
-        );
+        assert_eq!(disc.body.discard_ranges().collect::<Vec<_>>(), vec![(0x1000, 0x1000)]);
     }
 
     #[test]
     fn rfc_initial_data_enable_by_dialect() {
-        let ctx = Context {
-            dialect: crate::context::Dialect::PrecopyInitialData,
-            ..Context::default()
-        };
+        let ctx = Context { dialect: crate::context::Dialect::PrecopyInitialData, ..Context::default() };
         let mut id = [0u8; 256];
         id[..8].copy_from_slice(b"dev/vfio");
         let c = Command::new(
             CommandCode::INITIAL_DATA_ENABLE,
-            CommandBody::InitialDataEnable(InitialDataInfo {
-                general_enable: 0,
-                reserved: &[0; 7],
-                idstr: &id,
-                instance_id: 3,
-            }),
+            CommandBody::InitialDataEnable(InitialDataInfo { general_enable: 0, reserved: &[0; 7], idstr: &id, instance_id: 3 }),
         );
         assert_eq!(c.len, 268);
         rt(c, &ctx);
@@ -432,17 +352,7 @@ mod tests {
         let mut out = Vec::new();
         c.encode(&mut out);
         let e = Command::parse(&mut Rd::new(&out), &Context::default()).unwrap_err();
-        assert!(matches!(
-            e,
-            Stop::Fail {
-                kind: ErrorKind::CommandLength {
-                    expected: 0,
-                    got: 268,
-                    ..
-                },
-                at: 5
-            }
-        ));
+        assert!(matches!(e, Stop::Fail { kind: ErrorKind::CommandLength { expected: 0, got: 268, .. }, at: 5 }));
     }
 
     #[test]

@@ -56,14 +56,7 @@ impl<'a> Configuration<'a> {
         debug_assert_eq!(ty, SectionType::CONFIGURATION.0);
         let len = rd.be32("machine type length")?;
         if len as usize > rd.remaining() && len > 256 {
-            return rd.fail_back(
-                4,
-                ErrorKind::LengthTooLarge {
-                    what: "machine type",
-                    len: len as u64,
-                    avail: rd.remaining() as u64,
-                },
-            );
+            return rd.fail_back(4, ErrorKind::LengthTooLarge { what: "machine type", len: len as u64, avail: rd.remaining() as u64 });
         }
         let machine = rd.bytes(len as usize, "machine type")?;
         let mut subsections = Vec::new();
@@ -83,10 +76,7 @@ impl<'a> Configuration<'a> {
             rd.cstr8("subsection name")?;
             let version = rd.be32("subsection version")?;
             let sub = match &name[CONFIG_PREFIX.len()..] {
-                b"target-page-bits" => ConfigSubsection::TargetPageBits {
-                    version,
-                    bits: rd.be32("target page bits")?,
-                },
+                b"target-page-bits" => ConfigSubsection::TargetPageBits { version, bits: rd.be32("target page bits")? },
                 b"capabilities" => {
                     let count = rd.be32("caps_count")?;
                     // Each name takes at least one byte: never reserve more than the input holds.
@@ -94,29 +84,17 @@ impl<'a> Configuration<'a> {
                     for _ in 0..count {
                         names.push(rd.cstr8("capability name")?);
                     }
-                    ConfigSubsection::Capabilities {
-                        version,
-                        count,
-                        names,
-                    }
+                    ConfigSubsection::Capabilities { version, count, names }
                 }
-                b"uuid" => ConfigSubsection::Uuid {
-                    version,
-                    uuid: rd.bytes(16, "uuid")?,
-                },
+                b"uuid" => ConfigSubsection::Uuid { version, uuid: rd.bytes(16, "uuid")? },
                 other => {
-                    return rd.fail(ErrorKind::Configuration(format!(
-                        "unknown subsection 'configuration/{}'",
-                        String::from_utf8_lossy(other)
-                    )))
+                    return rd
+                        .fail(ErrorKind::Configuration(format!("unknown subsection 'configuration/{}'", String::from_utf8_lossy(other))))
                 }
             };
             subsections.push(sub);
         }
-        Ok(Configuration {
-            machine,
-            subsections,
-        })
+        Ok(Configuration { machine, subsections })
     }
 
     /// Capability names announced (validated capabilities that are on).
@@ -156,11 +134,7 @@ impl<'a> Configuration<'a> {
                     out.extend_from_slice(&version.to_be_bytes());
                     out.extend_from_slice(&bits.to_be_bytes());
                 }
-                ConfigSubsection::Capabilities {
-                    version,
-                    count,
-                    names,
-                } => {
+                ConfigSubsection::Capabilities { version, count, names } => {
                     put_cstr8(out, b"configuration/capabilities");
                     out.extend_from_slice(&version.to_be_bytes());
                     out.extend_from_slice(&count.to_be_bytes());
@@ -188,19 +162,9 @@ mod tests {
         let c = Configuration {
             machine: b"pc-q35-10.0",
             subsections: vec![
-                ConfigSubsection::TargetPageBits {
-                    version: 1,
-                    bits: 12,
-                },
-                ConfigSubsection::Capabilities {
-                    version: 1,
-                    count: 2,
-                    names: vec![b"x-ignore-shared", b"mapped-ram"],
-                },
-                ConfigSubsection::Uuid {
-                    version: 1,
-                    uuid: &uuid,
-                },
+                ConfigSubsection::TargetPageBits { version: 1, bits: 12 },
+                ConfigSubsection::Capabilities { version: 1, count: 2, names: vec![b"x-ignore-shared", b"mapped-ram"] },
+                ConfigSubsection::Uuid { version: 1, uuid: &uuid },
             ],
         };
         let mut out = Vec::new();

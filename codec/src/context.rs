@@ -7,9 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A QEMU release, `major.minor`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Version {
     /// Major.
     pub major: u8,
@@ -46,9 +44,7 @@ impl FromStr for Version {
 }
 
 /// Which variant of the protocol to speak: the merged protocol, or an RFC dialect (§12).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Dialect {
     /// The protocol as merged upstream (the default).

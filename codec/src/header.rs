@@ -21,10 +21,7 @@ pub struct FileHeader {
 
 impl Default for FileHeader {
     fn default() -> Self {
-        FileHeader {
-            magic: QEMU_VM_FILE_MAGIC,
-            version: QEMU_VM_FILE_VERSION,
-        }
+        FileHeader { magic: QEMU_VM_FILE_MAGIC, version: QEMU_VM_FILE_VERSION }
     }
 }
 
@@ -64,23 +61,8 @@ mod tests {
         let h = FileHeader::parse(&mut Rd::new(&out)).unwrap();
         assert_eq!(h, FileHeader::default());
         let v2 = b"QEVM\0\0\0\x02";
-        assert!(matches!(
-            FileHeader::parse(&mut Rd::new(v2)),
-            Err(Stop::Fail {
-                at: 4,
-                kind: ErrorKind::BadVersion(2)
-            })
-        ));
-        assert!(matches!(
-            FileHeader::parse(&mut Rd::new(b"QEVX\0\0\0\x03")),
-            Err(Stop::Fail {
-                at: 0,
-                kind: ErrorKind::BadMagic(_)
-            })
-        ));
-        assert!(matches!(
-            FileHeader::parse(&mut Rd::new(b"QEV")),
-            Err(Stop::Incomplete(_))
-        ));
+        assert!(matches!(FileHeader::parse(&mut Rd::new(v2)), Err(Stop::Fail { at: 4, kind: ErrorKind::BadVersion(2) })));
+        assert!(matches!(FileHeader::parse(&mut Rd::new(b"QEVX\0\0\0\x03")), Err(Stop::Fail { at: 0, kind: ErrorKind::BadMagic(_) })));
+        assert!(matches!(FileHeader::parse(&mut Rd::new(b"QEV")), Err(Stop::Incomplete(_))));
     }
 }

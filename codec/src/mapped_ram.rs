@@ -39,12 +39,7 @@ impl MappedRamHeader {
                 )),
             );
         }
-        Ok(MappedRamHeader {
-            version,
-            page_size,
-            bitmap_offset,
-            pages_offset,
-        })
+        Ok(MappedRamHeader { version, page_size, bitmap_offset, pages_offset })
     }
 
     /// Append as given.
@@ -81,10 +76,7 @@ pub struct FixedRamBorisovExt {
 
 impl FixedRamBorisovExt {
     pub(crate) fn parse(rd: &mut Rd<'_>) -> PResult<Self> {
-        Ok(FixedRamBorisovExt {
-            bitmap_size: rd.be32("fixed-ram bitmap size")?,
-            pages_offset: rd.be64("fixed-ram pages offset")?,
-        })
+        Ok(FixedRamBorisovExt { bitmap_size: rd.be32("fixed-ram bitmap size")?, pages_offset: rd.be64("fixed-ram pages offset")? })
     }
 
     /// Append as given.
@@ -123,33 +115,21 @@ impl MappedBlock {
 
     /// Number of pages whose bit is set.
     pub fn pages_present(&self, file: &[u8]) -> Result<u64, ErrorKind> {
-        Ok(self
-            .bitmap(file)?
-            .iter()
-            .map(|b| b.count_ones() as u64)
-            .sum())
+        Ok(self.bitmap(file)?.iter().map(|b| b.count_ones() as u64).sum())
     }
 
     /// O(1) page lookup by offset inside the block: one bitmap bit and one slice.
     pub fn page<'a>(&self, file: &'a [u8], offset: u64) -> Result<PageLookup<'a>, ErrorKind> {
         let ps = self.header.page_size;
         if ps == 0 || offset >= self.used_length {
-            return Err(ErrorKind::MappedRam(format!(
-                "page outside of ramblock {} range",
-                String::from_utf8_lossy(&self.name)
-            )));
+            return Err(ErrorKind::MappedRam(format!("page outside of ramblock {} range", String::from_utf8_lossy(&self.name))));
         }
         let idx = offset / ps;
         let word = slice_at(file, self.header.bitmap_offset + idx / 8, 1, "bitmap")?[0];
         if word & (1 << (idx % 8)) == 0 {
             return Ok(PageLookup::Zero);
         }
-        Ok(PageLookup::Present(slice_at(
-            file,
-            self.header.pages_offset + idx * ps,
-            ps,
-            "page",
-        )?))
+        Ok(PageLookup::Present(slice_at(file, self.header.pages_offset + idx * ps, ps, "page")?))
     }
 
     /// Check the layout rules: page-aligned pages offset (loader), 1 MiB alignment (source),
@@ -163,14 +143,8 @@ impl MappedBlock {
         if h.page_size == 0 || !h.pages_offset.is_multiple_of(h.page_size) {
             v.push("region has bad alignment (pages offset not page aligned)".into());
         }
-        if !h
-            .pages_offset
-            .is_multiple_of(MAPPED_RAM_FILE_OFFSET_ALIGNMENT)
-        {
-            v.push(format!(
-                "pages offset 0x{:x} not aligned to 1 MiB",
-                h.pages_offset
-            ));
+        if !h.pages_offset.is_multiple_of(MAPPED_RAM_FILE_OFFSET_ALIGNMENT) {
+            v.push(format!("pages offset 0x{:x} not aligned to 1 MiB", h.pages_offset));
         }
         if h.bitmap_offset + h.bitmap_len(self.used_length) > h.pages_offset {
             v.push("bitmap overlaps the pages region".into());
@@ -182,20 +156,11 @@ impl MappedBlock {
     }
 }
 
-fn slice_at<'a>(
-    file: &'a [u8],
-    off: u64,
-    len: u64,
-    what: &'static str,
-) -> Result<&'a [u8], ErrorKind> {
+fn slice_at<'a>(file: &'a [u8], off: u64, len: u64, what: &'static str) -> Result<&'a [u8], ErrorKind> {
     let end = off.checked_add(len);
     match end {
         Some(end) if end <= file.len() as u64 => Ok(&file[off as usize..end as usize]),
-        _ => Err(ErrorKind::LengthTooLarge {
-            what,
-            len: off.saturating_add(len),
-            avail: file.len() as u64,
-        }),
+        _ => Err(ErrorKind::LengthTooLarge { what, len: off.saturating_add(len), avail: file.len() as u64 }),
     }
 }
 
@@ -211,25 +176,14 @@ mod tests {
         let b = MappedBlock {
             name: b"pc.ram".to_vec(),
             used_length: 0x2000,
-            header: MappedRamHeader {
-                version: 1,
-                page_size: 0x1000,
-                bitmap_offset: 0x100,
-                pages_offset: 0x1000,
-            },
+            header: MappedRamHeader { version: 1, page_size: 0x1000, bitmap_offset: 0x100, pages_offset: 0x1000 },
         };
         assert_eq!(b.page(&file, 0).unwrap(), PageLookup::Zero);
-        assert_eq!(
-            b.page(&file, 0x1000).unwrap(),
-            PageLookup::Present(&file[0x2000..0x3000])
-        );
+        assert_eq!(b.page(&file, 0x1000).unwrap(), PageLookup::Present(&file[0x2000..0x3000]));
         assert!(b.page(&file, 0x2000).is_err());
         assert_eq!(b.pages_present(&file).unwrap(), 1);
         let mut out = Vec::new();
         b.header.encode(&mut out);
-        assert_eq!(
-            MappedRamHeader::parse(&mut Rd::new(&out)).unwrap(),
-            b.header
-        );
+        assert_eq!(MappedRamHeader::parse(&mut Rd::new(&out)).unwrap(), b.header);
     }
 }

@@ -39,29 +39,13 @@ impl<'a> MultifdInit<'a> {
     pub(crate) fn parse(rd: &mut Rd<'a>) -> PResult<Self> {
         let magic = rd.be32("multifd init magic")?;
         if magic != MULTIFD_MAGIC {
-            return rd.fail_back(
-                4,
-                ErrorKind::Multifd(format!(
-                    "received packet magic {magic:x} expected {MULTIFD_MAGIC:x}"
-                )),
-            );
+            return rd.fail_back(4, ErrorKind::Multifd(format!("received packet magic {magic:x} expected {MULTIFD_MAGIC:x}")));
         }
         let version = rd.be32("multifd init version")?;
         if version != MULTIFD_VERSION {
-            return rd.fail_back(
-                4,
-                ErrorKind::Multifd(format!(
-                    "received packet version {version} expected {MULTIFD_VERSION}"
-                )),
-            );
+            return rd.fail_back(4, ErrorKind::Multifd(format!("received packet version {version} expected {MULTIFD_VERSION}")));
         }
-        Ok(MultifdInit {
-            magic,
-            version,
-            uuid: rd.bytes(16, "uuid")?,
-            id: rd.u8("channel id")?,
-            unused: rd.bytes(39, "unused")?,
-        })
+        Ok(MultifdInit { magic, version, uuid: rd.bytes(16, "uuid")?, id: rd.u8("channel id")?, unused: rd.bytes(39, "unused")? })
     }
 
     /// Append as given.
@@ -106,19 +90,13 @@ pub struct RamPacket<'a> {
 impl<'a> RamPacket<'a> {
     /// Block name up to its NUL.
     pub fn block(&self) -> &'a [u8] {
-        let end = self
-            .ramblock
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(self.ramblock.len());
+        let end = self.ramblock.iter().position(|&b| b == 0).unwrap_or(self.ramblock.len());
         &self.ramblock[..end]
     }
 
     /// The i-th offset.
     pub fn offset(&self, i: usize) -> Option<u64> {
-        self.offsets
-            .get(i * 8..i * 8 + 8)
-            .map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
+        self.offsets.get(i * 8..i * 8 + 8).map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
     }
 
     /// Is this a SYNC packet?
@@ -215,12 +193,7 @@ pub struct MultifdDecoder {
 impl MultifdDecoder {
     /// A decoder for channel `index`.
     pub fn new(ctx: Context, index: u32) -> Self {
-        MultifdDecoder {
-            ctx,
-            channel: Channel::Multifd(index),
-            seen_init: false,
-            eof: false,
-        }
+        MultifdDecoder { ctx, channel: Channel::Multifd(index), seen_init: false, eof: false }
     }
 
     /// Pages per packet for this page size.
@@ -231,53 +204,28 @@ impl MultifdDecoder {
     fn packet<'a>(&self, rd: &mut Rd<'a>) -> PResult<MultifdRecord<'a>> {
         let magic = rd.be32("packet magic")?;
         if magic != MULTIFD_MAGIC {
-            return rd.fail_back(
-                4,
-                ErrorKind::Multifd(format!(
-                    "received packet magic {magic:x} expected {MULTIFD_MAGIC:x}"
-                )),
-            );
+            return rd.fail_back(4, ErrorKind::Multifd(format!("received packet magic {magic:x} expected {MULTIFD_MAGIC:x}")));
         }
         let version = rd.be32("packet version")?;
         if version != MULTIFD_VERSION {
-            return rd.fail_back(
-                4,
-                ErrorKind::Multifd(format!(
-                    "received packet version {version} expected {MULTIFD_VERSION}"
-                )),
-            );
+            return rd.fail_back(4, ErrorKind::Multifd(format!("received packet version {version} expected {MULTIFD_VERSION}")));
         }
         let flags = rd.be32("packet flags")?;
         if flags & MultifdFlags::DEVICE_STATE.bits() != 0 {
             let idstr = rd.bytes(256, "device state idstr")?;
             if idstr[255] != 0 {
-                return rd.fail_back(
-                    256,
-                    ErrorKind::Multifd("unterminated multifd device state idstr".into()),
-                );
+                return rd.fail_back(256, ErrorKind::Multifd("unterminated multifd device state idstr".into()));
             }
             let instance_id = rd.be32("instance id")?;
             let next_packet_size = rd.be32("next packet size")?;
             if next_packet_size == 0 {
-                return rd.fail_back(
-                    4,
-                    ErrorKind::Multifd("received empty device state packet".into()),
-                );
+                return rd.fail_back(4, ErrorKind::Multifd("received empty device state packet".into()));
             }
             if flags & MultifdFlags::SYNC.bits() != 0 {
-                return rd.fail_back(
-                    4,
-                    ErrorKind::Multifd("received SYNC device state packet".into()),
-                );
+                return rd.fail_back(4, ErrorKind::Multifd("received SYNC device state packet".into()));
             }
             let payload = rd.bytes(next_packet_size as usize, "device state payload")?;
-            return Ok(MultifdRecord::DeviceState(DeviceStatePacket {
-                flags,
-                idstr,
-                instance_id,
-                next_packet_size,
-                payload,
-            }));
+            return Ok(MultifdRecord::DeviceState(DeviceStatePacket { flags, idstr, instance_id, next_packet_size, payload }));
         }
         let pc = self.page_count();
         let pages_alloc = rd.be32("pages_alloc")?;
@@ -285,17 +233,14 @@ impl MultifdDecoder {
         let next_packet_size = rd.be32("next_packet_size")?;
         let packet_num = rd.be64("packet_num")?;
         let reserved = rd.bytes(32, "reserved")?;
-        let zero_pages = self
-            .ctx
-            .multifd_zero_pages()
-            .then(|| u32::from_be_bytes([reserved[0], reserved[1], reserved[2], reserved[3]]));
+        let zero_pages = self.ctx.multifd_zero_pages().then(|| u32::from_be_bytes([reserved[0], reserved[1], reserved[2], reserved[3]]));
         if pages_alloc as u64 > pc {
-            return rd.fail(ErrorKind::Multifd(format!(
-                "received packet with {pages_alloc} pages, expected {pc}"
-            )));
+            return rd.fail(ErrorKind::Multifd(format!("received packet with {pages_alloc} pages, expected {pc}")));
         }
         if normal_pages > pages_alloc {
-            return rd.fail(ErrorKind::Multifd(format!("received packet with {normal_pages} non-zero pages, which exceeds maximum expected pages {pages_alloc}")));
+            return rd.fail(ErrorKind::Multifd(format!(
+                "received packet with {normal_pages} non-zero pages, which exceeds maximum expected pages {pages_alloc}"
+            )));
         }
         if let Some(z) = zero_pages {
             if z > pages_alloc - normal_pages {
@@ -310,9 +255,7 @@ impl MultifdDecoder {
         if MultifdCompression::from_flags(flags) == MultifdCompression::None
             && next_packet_size as u64 != normal_pages as u64 * self.ctx.page_size()
         {
-            return rd.fail(ErrorKind::Multifd(format!(
-                "next_packet_size {next_packet_size} != {normal_pages} pages"
-            )));
+            return rd.fail(ErrorKind::Multifd(format!("next_packet_size {next_packet_size} != {normal_pages} pages")));
         }
         let payload = rd.bytes(next_packet_size as usize, "packet payload")?;
         Ok(MultifdRecord::Ram(RamPacket {
@@ -333,12 +276,7 @@ impl MultifdDecoder {
 impl ChannelDecoder for MultifdDecoder {
     type Record<'a> = MultifdRecord<'a>;
 
-    fn decode<'a>(
-        &mut self,
-        input: &'a [u8],
-        base: u64,
-        complete: bool,
-    ) -> Result<Option<Decoded<MultifdRecord<'a>>>, DecodeError> {
+    fn decode<'a>(&mut self, input: &'a [u8], base: u64, complete: bool) -> Result<Option<Decoded<MultifdRecord<'a>>>, DecodeError> {
         if input.is_empty() {
             if complete {
                 self.eof = true;
@@ -346,35 +284,19 @@ impl ChannelDecoder for MultifdDecoder {
             return Ok(None);
         }
         let mut rd = Rd::new(input);
-        let r = if self.seen_init {
-            self.packet(&mut rd)
-        } else {
-            MultifdInit::parse(&mut rd).map(MultifdRecord::Init)
-        };
+        let r = if self.seen_init { self.packet(&mut rd) } else { MultifdInit::parse(&mut rd).map(MultifdRecord::Init) };
         match r {
             Ok(rec) => {
                 self.seen_init = true;
-                Ok(Some(Decoded {
-                    offset: base,
-                    len: rd.pos() as u64,
-                    depth: 0,
-                    section: None,
-                    record: rec,
-                }))
+                Ok(Some(Decoded { offset: base, len: rd.pos() as u64, depth: 0, section: None, record: rec }))
             }
-            Err(Stop::Incomplete(what)) if complete => Err(DecodeError {
-                offset: base,
-                channel: self.channel.clone(),
-                section: None,
-                kind: ErrorKind::Truncated { what },
-            }),
+            Err(Stop::Incomplete(what)) if complete => {
+                Err(DecodeError { offset: base, channel: self.channel.clone(), section: None, kind: ErrorKind::Truncated { what } })
+            }
             Err(Stop::Incomplete(_)) => Ok(None),
-            Err(Stop::Fail { at, kind }) => Err(DecodeError {
-                offset: base + at as u64,
-                channel: self.channel.clone(),
-                section: None,
-                kind,
-            }),
+            Err(Stop::Fail { at, kind }) => {
+                Err(DecodeError { offset: base + at as u64, channel: self.channel.clone(), section: None, kind })
+            }
         }
     }
 

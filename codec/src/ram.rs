@@ -149,10 +149,9 @@ impl<'a> RamRecord<'a> {
             }
         };
         match self {
-            RamRecord::MemSize { raw, .. }
-            | RamRecord::Hook { raw }
-            | RamRecord::MultifdFlush { raw }
-            | RamRecord::Eos { raw } => out.extend_from_slice(&raw.to_be_bytes()),
+            RamRecord::MemSize { raw, .. } | RamRecord::Hook { raw } | RamRecord::MultifdFlush { raw } | RamRecord::Eos { raw } => {
+                out.extend_from_slice(&raw.to_be_bytes())
+            }
             RamRecord::Block(b) => {
                 put_cstr8(out, b.idstr);
                 out.extend_from_slice(&b.used_length.to_be_bytes());
@@ -169,34 +168,21 @@ impl<'a> RamRecord<'a> {
                     h.encode(out);
                 }
             }
-            RamRecord::Zero {
-                raw, block, fill, ..
-            } => {
+            RamRecord::Zero { raw, block, fill, .. } => {
                 head(out, *raw, *block);
                 out.push(*fill);
             }
-            RamRecord::Page {
-                raw, block, data, ..
-            } => {
+            RamRecord::Page { raw, block, data, .. } => {
                 head(out, *raw, *block);
                 out.extend_from_slice(data);
             }
-            RamRecord::Xbzrle {
-                raw,
-                block,
-                xh_flags,
-                xh_len,
-                data,
-                ..
-            } => {
+            RamRecord::Xbzrle { raw, block, xh_flags, xh_len, data, .. } => {
                 head(out, *raw, *block);
                 out.push(*xh_flags);
                 out.extend_from_slice(&xh_len.to_be_bytes());
                 out.extend_from_slice(data);
             }
-            RamRecord::CompressPage {
-                raw, block, data, ..
-            } => {
+            RamRecord::CompressPage { raw, block, data, .. } => {
                 head(out, *raw, *block);
                 out.extend_from_slice(&(data.len() as u32).to_be_bytes());
                 out.extend_from_slice(data);
@@ -230,10 +216,7 @@ pub struct RamState {
 impl RamState {
     /// Look a block up by name.
     pub fn find(&self, name: &[u8]) -> Option<u32> {
-        self.blocks
-            .iter()
-            .position(|b| b.name == name)
-            .map(|i| i as u32)
+        self.blocks.iter().position(|b| b.name == name).map(|i| i as u32)
     }
 
     /// Is a MEM_SIZE list being read?
@@ -243,11 +226,7 @@ impl RamState {
 
     /// Parse one record. Returns the record and, for a mapped-ram block, the absolute file
     /// offset where the stream continues (`pages_offset + used_length`).
-    pub(crate) fn next<'a>(
-        &mut self,
-        rd: &mut Rd<'a>,
-        ctx: &Context,
-    ) -> PResult<(RamRecord<'a>, Option<u64>)> {
+    pub(crate) fn next<'a>(&mut self, rd: &mut Rd<'a>, ctx: &Context) -> PResult<(RamRecord<'a>, Option<u64>)> {
         if let Some(left) = self.mem_size_left {
             return self.block_entry(rd, ctx, left);
         }
@@ -261,12 +240,7 @@ impl RamState {
             if cont {
                 match st.last_block {
                     Some(ix) => Ok((None, ix)),
-                    None => rd.fail_back(
-                        8,
-                        ErrorKind::Ram(
-                            "Ack, bad migration stream! (CONTINUE with no previous block)".into(),
-                        ),
-                    ),
+                    None => rd.fail_back(8, ErrorKind::Ram("Ack, bad migration stream! (CONTINUE with no previous block)".into())),
                 }
             } else {
                 let name = rd.cstr8("ram block name")?;
@@ -287,110 +261,59 @@ impl RamState {
                 let (block, block_index) = named(rd, self)?;
                 let fill = rd.u8("zero page fill")?;
                 self.last_block = Some(block_index);
-                RamRecord::Zero {
-                    raw,
-                    offset,
-                    block,
-                    block_index,
-                    fill,
-                }
+                RamRecord::Zero { raw, offset, block, block_index, fill }
             }
             RamFlags::PAGE => {
                 let (block, block_index) = named(rd, self)?;
                 let data = rd.bytes64(page, "ram page")?;
                 self.last_block = Some(block_index);
-                RamRecord::Page {
-                    raw,
-                    offset,
-                    block,
-                    block_index,
-                    data,
-                }
+                RamRecord::Page { raw, offset, block, block_index, data }
             }
             RamFlags::XBZRLE => {
                 let (block, block_index) = named(rd, self)?;
                 let xh_flags = rd.u8("xbzrle flags")?;
                 let xh_len = rd.be16("xbzrle length")?;
                 if xh_len as u64 > page {
-                    return rd.fail_back(
-                        2,
-                        ErrorKind::Ram("Failed to load XBZRLE page - len overflow!".into()),
-                    );
+                    return rd.fail_back(2, ErrorKind::Ram("Failed to load XBZRLE page - len overflow!".into()));
                 }
                 let data = rd.bytes(xh_len as usize, "xbzrle data")?;
                 self.last_block = Some(block_index);
-                RamRecord::Xbzrle {
-                    raw,
-                    offset,
-                    block,
-                    block_index,
-                    xh_flags,
-                    xh_len,
-                    data,
-                }
+                RamRecord::Xbzrle { raw, offset, block, block_index, xh_flags, xh_len, data }
             }
             RamFlags::COMPRESS_PAGE => {
                 let (block, block_index) = named(rd, self)?;
                 let len = rd.be32("compressed length")?;
                 // compressBound(page) is a little over the page size.
                 if len as u64 > page + page / 1000 + 64 {
-                    return rd.fail_back(
-                        4,
-                        ErrorKind::Ram(format!("Invalid compressed data length: {len}")),
-                    );
+                    return rd.fail_back(4, ErrorKind::Ram(format!("Invalid compressed data length: {len}")));
                 }
                 let data = rd.bytes(len as usize, "compressed data")?;
                 self.last_block = Some(block_index);
-                RamRecord::CompressPage {
-                    raw,
-                    offset,
-                    block,
-                    block_index,
-                    data,
-                }
+                RamRecord::CompressPage { raw, offset, block, block_index, data }
             }
             RamFlags::HOOK => RamRecord::Hook { raw },
             RamFlags::MULTIFD_FLUSH => RamRecord::MultifdFlush { raw },
             RamFlags::EOS => RamRecord::Eos { raw },
             _ => {
-                return rd.fail_back(
-                    8,
-                    ErrorKind::Ram(format!(
-                        "Unknown combination of migration flags: 0x{flags:x}"
-                    )),
-                );
+                return rd.fail_back(8, ErrorKind::Ram(format!("Unknown combination of migration flags: 0x{flags:x}")));
             }
         };
         Ok((rec, None))
     }
 
-    fn block_entry<'a>(
-        &mut self,
-        rd: &mut Rd<'a>,
-        ctx: &Context,
-        left: u64,
-    ) -> PResult<(RamRecord<'a>, Option<u64>)> {
+    fn block_entry<'a>(&mut self, rd: &mut Rd<'a>, ctx: &Context, left: u64) -> PResult<(RamRecord<'a>, Option<u64>)> {
         let start = rd.pos();
         let idstr = rd.cstr8("ram block idstr")?;
         let used_length = rd.be64("ram block used_length")?;
-        let page_size = if ctx.block_page_size {
-            Some(rd.be64("ram block page size")?)
+        let page_size = if ctx.block_page_size { Some(rd.be64("ram block page size")?) } else { None };
+        let gpa = if ctx.ignore_shared() { Some(rd.be64("ram block gpa")?) } else { None };
+        let (mapped_ram, fixed_ram_borisov) = if ctx.dialect == Dialect::FixedRamBorisov && ctx.mapped_ram() {
+            (None, Some(FixedRamBorisovExt::parse(rd)?))
+        } else if ctx.mapped_ram() {
+            (Some(MappedRamHeader::parse(rd)?), None)
         } else {
-            None
+            (None, None)
         };
-        let gpa = if ctx.ignore_shared() {
-            Some(rd.be64("ram block gpa")?)
-        } else {
-            None
-        };
-        let (mapped_ram, fixed_ram_borisov) =
-            if ctx.dialect == Dialect::FixedRamBorisov && ctx.mapped_ram() {
-                (None, Some(FixedRamBorisovExt::parse(rd)?))
-            } else if ctx.mapped_ram() {
-                (Some(MappedRamHeader::parse(rd)?), None)
-            } else {
-                (None, None)
-            };
         if used_length > left {
             return Err(crate::error::Stop::Fail {
                 at: start,
@@ -401,9 +324,7 @@ impl RamState {
             });
         }
         let resume = match (&mapped_ram, &fixed_ram_borisov) {
-            (Some(h), _) if !(h.bitmap_offset == 0 && h.pages_offset == 0) => {
-                Some(h.pages_offset.checked_add(used_length))
-            }
+            (Some(h), _) if !(h.bitmap_offset == 0 && h.pages_offset == 0) => Some(h.pages_offset.checked_add(used_length)),
             (_, Some(b)) => Some(b.pages_offset.checked_add(used_length)),
             _ => None,
         };
@@ -421,22 +342,8 @@ impl RamState {
         let rest = left - used_length;
         self.mem_size_left = if rest == 0 { None } else { Some(rest) };
         // Bound the list: one entry per byte of input at most (no unbounded growth).
-        self.blocks.push(BlockInfo {
-            name: idstr.to_vec(),
-            used_length,
-            mapped_ram,
-        });
-        Ok((
-            RamRecord::Block(RamBlockEntry {
-                idstr,
-                used_length,
-                page_size,
-                gpa,
-                mapped_ram,
-                fixed_ram_borisov,
-            }),
-            resume,
-        ))
+        self.blocks.push(BlockInfo { name: idstr.to_vec(), used_length, mapped_ram });
+        Ok((RamRecord::Block(RamBlockEntry { idstr, used_length, page_size, gpa, mapped_ram, fixed_ram_borisov }), resume))
     }
 }
 
@@ -449,10 +356,7 @@ mod tests {
         let ctx = Context::default();
         let page = vec![0xabu8; 4096];
         let recs = [
-            RamRecord::MemSize {
-                raw: 0x2000 | 4,
-                total: 0x2000,
-            },
+            RamRecord::MemSize { raw: 0x2000 | 4, total: 0x2000 },
             RamRecord::Block(RamBlockEntry {
                 idstr: b"pc.ram",
                 used_length: 0x2000,
@@ -461,20 +365,8 @@ mod tests {
                 mapped_ram: None,
                 fixed_ram_borisov: None,
             }),
-            RamRecord::Page {
-                raw: 0x8,
-                offset: 0,
-                block: Some(b"pc.ram"),
-                block_index: Some(0),
-                data: &page,
-            },
-            RamRecord::Zero {
-                raw: 0x1000 | 0x22,
-                offset: 0x1000,
-                block: None,
-                block_index: Some(0),
-                fill: 0,
-            },
+            RamRecord::Page { raw: 0x8, offset: 0, block: Some(b"pc.ram"), block_index: Some(0), data: &page },
+            RamRecord::Zero { raw: 0x1000 | 0x22, offset: 0x1000, block: None, block_index: Some(0), fill: 0 },
             RamRecord::MultifdFlush { raw: 0x200 },
             RamRecord::Eos { raw: 0x10 },
         ];

@@ -18,18 +18,11 @@ pub(crate) struct Rd<'a> {
     pos: usize,
 }
 
-fn lift<'a, T>(
-    r: nom::IResult<&'a [u8], T, NomErr<'a>>,
-    what: &'static str,
-    pos: usize,
-) -> PResult<(&'a [u8], T)> {
+fn lift<'a, T>(r: nom::IResult<&'a [u8], T, NomErr<'a>>, what: &'static str, pos: usize) -> PResult<(&'a [u8], T)> {
     match r {
         Ok(v) => Ok(v),
         Err(nom::Err::Incomplete(_)) => Err(Stop::Incomplete(what)),
-        Err(_) => Err(Stop::Fail {
-            at: pos,
-            kind: ErrorKind::Malformed(what),
-        }),
+        Err(_) => Err(Stop::Fail { at: pos, kind: ErrorKind::Malformed(what) }),
     }
 }
 
@@ -66,10 +59,7 @@ impl<'a> Rd<'a> {
 
     /// A failure `back` bytes before the current position.
     pub(crate) fn fail_back<T>(&self, back: usize, kind: ErrorKind) -> PResult<T> {
-        Err(Stop::Fail {
-            at: self.pos.saturating_sub(back),
-            kind,
-        })
+        Err(Stop::Fail { at: self.pos.saturating_sub(back), kind })
     }
 
     fn advance<T>(&mut self, r: (&'a [u8], T)) -> T {
@@ -127,11 +117,7 @@ impl<'a> Rd<'a> {
     pub(crate) fn bytes64(&mut self, n: u64, what: &'static str) -> PResult<&'a [u8]> {
         match usize::try_from(n) {
             Ok(n) => self.bytes(n, what),
-            Err(_) => self.fail(ErrorKind::LengthTooLarge {
-                what,
-                len: n,
-                avail: self.remaining() as u64,
-            }),
+            Err(_) => self.fail(ErrorKind::LengthTooLarge { what, len: n, avail: self.remaining() as u64 }),
         }
     }
 

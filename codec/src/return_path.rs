@@ -108,16 +108,9 @@ impl RecvBitmapBlob<'_> {
         let bitmap = rd.bytes64(size, "recv bitmap")?;
         let end_mark = rd.be64("recv bitmap end mark")?;
         if end_mark != RECV_BITMAP_ENDING {
-            return rd.fail_back(
-                8,
-                ErrorKind::RpPayload(format!("bitmap end mark incorrect: 0x{end_mark:x}")),
-            );
+            return rd.fail_back(8, ErrorKind::RpPayload(format!("bitmap end mark incorrect: 0x{end_mark:x}")));
         }
-        Ok(RecvBitmapBlob {
-            size,
-            bitmap,
-            end_mark,
-        })
+        Ok(RecvBitmapBlob { size, bitmap, end_mark })
     }
 
     /// Append as given.
@@ -131,9 +124,9 @@ impl RecvBitmapBlob<'_> {
 impl<'a> RpBody<'a> {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            RpBody::Shut { error: v }
-            | RpBody::Pong { value: v }
-            | RpBody::ResumeAck { value: v } => out.extend_from_slice(&v.to_be_bytes()),
+            RpBody::Shut { error: v } | RpBody::Pong { value: v } | RpBody::ResumeAck { value: v } => {
+                out.extend_from_slice(&v.to_be_bytes())
+            }
             RpBody::ReqPagesId { start, len, block } => {
                 out.extend_from_slice(&start.to_be_bytes());
                 out.extend_from_slice(&len.to_be_bytes());
@@ -155,11 +148,7 @@ impl<'a> RpMessage<'a> {
     pub fn new(ty: RpMessageType, body: RpBody<'a>) -> Self {
         let mut tmp = Vec::new();
         body.encode(&mut tmp);
-        RpMessage {
-            ty,
-            len: tmp.len() as u16,
-            body,
-        }
+        RpMessage { ty, len: tmp.len() as u16, body }
     }
 
     /// Parse one framed message.
@@ -167,48 +156,24 @@ impl<'a> RpMessage<'a> {
         let ty = RpMessageType(rd.be16("rp message type")?);
         let len = rd.be16("rp message length")?;
         if len > RP_MAX_LEN {
-            return rd.fail_back(
-                2,
-                ErrorKind::RpLength {
-                    ty,
-                    expected: RP_MAX_LEN as usize,
-                    got: len,
-                },
-            );
+            return rd.fail_back(2, ErrorKind::RpLength { ty, expected: RP_MAX_LEN as usize, got: len });
         }
         if let Some(n) = rp_len_rule(ty) {
             if len as usize != n {
-                return rd.fail_back(
-                    2,
-                    ErrorKind::RpLength {
-                        ty,
-                        expected: n,
-                        got: len,
-                    },
-                );
+                return rd.fail_back(2, ErrorKind::RpLength { ty, expected: n, got: len });
             }
         }
         let p = rd.bytes(len as usize, "rp payload")?;
         let base = rd.pos() - p.len();
         let mut prd = Rd::new(p);
         let shift = |e: Stop| match e {
-            Stop::Fail { at, kind } => Stop::Fail {
-                at: base + at,
-                kind,
-            },
-            Stop::Incomplete(what) => Stop::Fail {
-                at: base,
-                kind: ErrorKind::RpPayload(format!("{ty}: payload too short for {what}")),
-            },
+            Stop::Fail { at, kind } => Stop::Fail { at: base + at, kind },
+            Stop::Incomplete(what) => Stop::Fail { at: base, kind: ErrorKind::RpPayload(format!("{ty}: payload too short for {what}")) },
         };
         let body = (|| -> PResult<RpBody<'a>> {
             Ok(match ty {
-                RpMessageType::SHUT => RpBody::Shut {
-                    error: prd.be32("shut value")?,
-                },
-                RpMessageType::PONG => RpBody::Pong {
-                    value: prd.be32("pong value")?,
-                },
+                RpMessageType::SHUT => RpBody::Shut { error: prd.be32("shut value")? },
+                RpMessageType::PONG => RpBody::Pong { value: prd.be32("pong value")? },
                 RpMessageType::REQ_PAGES_ID => {
                     let start = prd.be64("req start")?;
                     let plen = prd.be32("req len")?;
@@ -220,33 +185,20 @@ impl<'a> RpMessage<'a> {
                             13 + block.len()
                         )));
                     }
-                    RpBody::ReqPagesId {
-                        start,
-                        len: plen,
-                        block,
-                    }
+                    RpBody::ReqPagesId { start, len: plen, block }
                 }
-                RpMessageType::REQ_PAGES => RpBody::ReqPages {
-                    start: prd.be64("req start")?,
-                    len: prd.be32("req len")?,
-                },
+                RpMessageType::REQ_PAGES => RpBody::ReqPages { start: prd.be64("req start")?, len: prd.be32("req len")? },
                 RpMessageType::RECV_BITMAP => {
                     if p.is_empty() {
-                        return prd.fail(ErrorKind::RpPayload(
-                            "MIG_RP_MSG_RECV_BITMAP missing block name".into(),
-                        ));
+                        return prd.fail(ErrorKind::RpPayload("MIG_RP_MSG_RECV_BITMAP missing block name".into()));
                     }
                     let block = prd.cstr8("recv bitmap block")?;
                     if p.len() != 1 + block.len() {
-                        return prd.fail(ErrorKind::RpPayload(
-                            "MIG_RP_MSG_RECV_BITMAP bad length".into(),
-                        ));
+                        return prd.fail(ErrorKind::RpPayload("MIG_RP_MSG_RECV_BITMAP bad length".into()));
                     }
                     RpBody::RecvBitmap { block }
                 }
-                RpMessageType::RESUME_ACK => RpBody::ResumeAck {
-                    value: prd.be32("resume ack")?,
-                },
+                RpMessageType::RESUME_ACK => RpBody::ResumeAck { value: prd.be32("resume ack")? },
                 RpMessageType::SWITCHOVER_ACK => RpBody::SwitchoverAck,
                 _ => {
                     prd.bytes(p.len(), "payload")?;
@@ -316,25 +268,9 @@ mod tests {
         for (ty, b) in [
             (RpMessageType::SHUT, RpBody::Shut { error: 1 }),
             (RpMessageType::PONG, RpBody::Pong { value: 4 }),
-            (
-                RpMessageType::REQ_PAGES_ID,
-                RpBody::ReqPagesId {
-                    start: 0x1000,
-                    len: 4096,
-                    block: b"pc.ram",
-                },
-            ),
-            (
-                RpMessageType::REQ_PAGES,
-                RpBody::ReqPages {
-                    start: 0x2000,
-                    len: 4096,
-                },
-            ),
-            (
-                RpMessageType::RECV_BITMAP,
-                RpBody::RecvBitmap { block: b"pc.ram" },
-            ),
+            (RpMessageType::REQ_PAGES_ID, RpBody::ReqPagesId { start: 0x1000, len: 4096, block: b"pc.ram" }),
+            (RpMessageType::REQ_PAGES, RpBody::ReqPages { start: 0x2000, len: 4096 }),
+            (RpMessageType::RECV_BITMAP, RpBody::RecvBitmap { block: b"pc.ram" }),
             (RpMessageType::RESUME_ACK, RpBody::ResumeAck { value: 1 }),
             (RpMessageType::SWITCHOVER_ACK, RpBody::SwitchoverAck),
             (RpMessageType(42), RpBody::Unknown { payload: b"abc" }),
@@ -349,23 +285,12 @@ mod tests {
     #[test]
     fn bitmap_blob_follows_recv_bitmap() {
         let mut out = Vec::new();
-        RpMessage::new(
-            RpMessageType::RECV_BITMAP,
-            RpBody::RecvBitmap { block: b"pc.ram" },
-        )
-        .encode(&mut out);
-        RecvBitmapBlob {
-            size: 8,
-            bitmap: &[0xff, 1, 0, 0, 0, 0, 0, 0],
-            end_mark: RECV_BITMAP_ENDING,
-        }
-        .encode(&mut out);
+        RpMessage::new(RpMessageType::RECV_BITMAP, RpBody::RecvBitmap { block: b"pc.ram" }).encode(&mut out);
+        RecvBitmapBlob { size: 8, bitmap: &[0xff, 1, 0, 0, 0, 0, 0, 0], end_mark: RECV_BITMAP_ENDING }.encode(&mut out);
         let mut st = RpState::default();
         let mut rd = Rd::new(&out);
         assert!(matches!(st.next(&mut rd).unwrap(), RpRecord::Message(_)));
-        let RpRecord::Bitmap(b) = st.next(&mut rd).unwrap() else {
-            panic!()
-        };
+        let RpRecord::Bitmap(b) = st.next(&mut rd).unwrap() else { panic!() };
         assert_eq!(b.received_pages(), 9);
         assert_eq!(rd.remaining(), 0);
     }
@@ -378,19 +303,9 @@ mod tests {
         m.encode(&mut out);
         assert!(matches!(
             RpMessage::parse(&mut Rd::new(&out)),
-            Err(Stop::Fail {
-                kind: ErrorKind::RpLength {
-                    expected: 4,
-                    got: 2,
-                    ..
-                },
-                ..
-            })
+            Err(Stop::Fail { kind: ErrorKind::RpLength { expected: 4, got: 2, .. }, .. })
         ));
         let huge = [0u8, 9, 0xff, 0xff];
-        assert!(matches!(
-            RpMessage::parse(&mut Rd::new(&huge)),
-            Err(Stop::Fail { .. })
-        ));
+        assert!(matches!(RpMessage::parse(&mut Rd::new(&huge)), Err(Stop::Fail { .. })));
     }
 }

@@ -47,19 +47,11 @@ impl<'a> SectionHeader<'a> {
             if idstr.is_empty() {
                 return rd.fail_back(1, ErrorKind::Malformed("empty section idstr"));
             }
-            Some(SectionIdent {
-                idstr,
-                instance_id: rd.be32("instance id")?,
-                version_id: rd.be32("version id")?,
-            })
+            Some(SectionIdent { idstr, instance_id: rd.be32("instance id")?, version_id: rd.be32("version id")? })
         } else {
             None
         };
-        Ok(SectionHeader {
-            ty,
-            section_id,
-            full,
-        })
+        Ok(SectionHeader { ty, section_id, full })
     }
 
     /// Append the header as given.
@@ -93,13 +85,7 @@ impl Footer {
         }
         let section_id = rd.be32("footer section id")?;
         if section_id != expected {
-            return rd.fail_back(
-                4,
-                ErrorKind::FooterMismatch {
-                    expected,
-                    found: section_id,
-                },
-            );
+            return rd.fail_back(4, ErrorKind::FooterMismatch { expected, found: section_id });
         }
         Ok(Footer { section_id })
     }
@@ -121,24 +107,13 @@ mod tests {
         let h = SectionHeader {
             ty: SectionType::START,
             section_id: 2,
-            full: Some(SectionIdent {
-                idstr: b"ram",
-                instance_id: 0,
-                version_id: 4,
-            }),
+            full: Some(SectionIdent { idstr: b"ram", instance_id: 0, version_id: 4 }),
         };
         let mut out = Vec::new();
         h.encode(&mut out);
-        assert_eq!(
-            out,
-            [1, 0, 0, 0, 2, 3, b'r', b'a', b'm', 0, 0, 0, 0, 0, 0, 0, 4]
-        );
+        assert_eq!(out, [1, 0, 0, 0, 2, 3, b'r', b'a', b'm', 0, 0, 0, 0, 0, 0, 0, 4]);
         assert_eq!(SectionHeader::parse(&mut Rd::new(&out)).unwrap(), h);
-        let p = SectionHeader {
-            ty: SectionType::PART,
-            section_id: 2,
-            full: None,
-        };
+        let p = SectionHeader { ty: SectionType::PART, section_id: 2, full: None };
         let mut out = Vec::new();
         p.encode(&mut out);
         assert_eq!(out, [2, 0, 0, 0, 2]);
@@ -152,20 +127,8 @@ mod tests {
         assert!(Footer::parse(&mut Rd::new(&out), 9).is_ok());
         assert!(matches!(
             Footer::parse(&mut Rd::new(&out), 8),
-            Err(Stop::Fail {
-                kind: ErrorKind::FooterMismatch {
-                    expected: 8,
-                    found: 9
-                },
-                ..
-            })
+            Err(Stop::Fail { kind: ErrorKind::FooterMismatch { expected: 8, found: 9 }, .. })
         ));
-        assert!(matches!(
-            Footer::parse(&mut Rd::new(&[0x00]), 8),
-            Err(Stop::Fail {
-                kind: ErrorKind::MissingFooter(0),
-                ..
-            })
-        ));
+        assert!(matches!(Footer::parse(&mut Rd::new(&[0x00]), 8), Err(Stop::Fail { kind: ErrorKind::MissingFooter(0), .. })));
     }
 }

@@ -134,12 +134,7 @@ pub trait ChannelDecoder {
     type Record<'a>;
     /// Decode one record from `input` (which starts at absolute offset `base`). `complete`
     /// says no more bytes will follow `input`. `Ok(None)`: need more, or finished.
-    fn decode<'a>(
-        &mut self,
-        input: &'a [u8],
-        base: u64,
-        complete: bool,
-    ) -> Result<Option<Decoded<Self::Record<'a>>>, DecodeError>;
+    fn decode<'a>(&mut self, input: &'a [u8], base: u64, complete: bool) -> Result<Option<Decoded<Self::Record<'a>>>, DecodeError>;
     /// True once the channel's protocol says the stream is over.
     fn is_finished(&self) -> bool;
 }
@@ -227,10 +222,7 @@ impl MainDecoder {
 
     /// Use a vmdesc (e.g. found at the tail of the file) to delimit device sections.
     pub fn with_vmdesc(mut self, vmdesc: VmDesc) -> Self {
-        if let Some(ps) = vmdesc
-            .page_size
-            .filter(|p| p.is_power_of_two() && *p >= 512)
-        {
+        if let Some(ps) = vmdesc.page_size.filter(|p| p.is_power_of_two() && *p >= 512) {
             self.ctx.target_page_bits = ps.trailing_zeros() as u8;
         }
         self.vmdesc = Some(vmdesc);
@@ -253,40 +245,23 @@ impl MainDecoder {
 
     /// idstr and instance of a section id announced so far.
     pub fn section_name(&self, id: u32) -> Option<(&[u8], u32)> {
-        self.sections
-            .get(&id)
-            .map(|k| (k.idstr.as_slice(), k.instance_id))
+        self.sections.get(&id).map(|k| (k.idstr.as_slice(), k.instance_id))
     }
 
     fn section_ref(&self) -> Option<SectionRef> {
         let o = self.open.as_ref()?;
         Some(SectionRef {
             id: o.id,
-            idstr: self
-                .sections
-                .get(&o.id)
-                .map(|k| String::from_utf8_lossy(&k.idstr).into_owned())
-                .unwrap_or_default(),
+            idstr: self.sections.get(&o.id).map(|k| String::from_utf8_lossy(&k.idstr).into_owned()).unwrap_or_default(),
         })
     }
 
     fn err(&self, offset: u64, kind: ErrorKind) -> DecodeError {
-        DecodeError {
-            offset,
-            channel: self.channel.clone(),
-            section: self.section_ref(),
-            kind,
-        }
+        DecodeError { offset, channel: self.channel.clone(), section: self.section_ref(), kind }
     }
 
     fn out<'a>(&self, offset: u64, len: u64, record: Record<'a>) -> Decoded<Record<'a>> {
-        Decoded {
-            offset,
-            len,
-            depth: self.frames.len() as u8,
-            section: self.open.as_ref().map(|o| o.id),
-            record,
-        }
+        Decoded { offset, len, depth: self.frames.len() as u8, section: self.open.as_ref().map(|o| o.id), record }
     }
 
     fn plausible_next(&self, b: &[u8], complete: bool) -> Tri {
@@ -313,8 +288,7 @@ impl MainDecoder {
                     return need(6 + n + 8);
                 }
                 let printable = b[6..6 + n].iter().all(|c| (0x20..0x7f).contains(c));
-                let version =
-                    u32::from_be_bytes([b[6 + n + 4], b[6 + n + 5], b[6 + n + 6], b[6 + n + 7]]);
+                let version = u32::from_be_bytes([b[6 + n + 4], b[6 + n + 5], b[6 + n + 6], b[6 + n + 7]]);
                 if printable && version < 0x1_0000 {
                     Tri::Yes
                 } else {
@@ -351,39 +325,24 @@ impl MainDecoder {
     }
 
     /// Find the first `pat` in `rest` such that `check(bytes after pat)` says yes.
-    fn scan(
-        &self,
-        rest: &[u8],
-        pat: &[u8],
-        complete: bool,
-        check: &dyn Fn(&[u8]) -> Tri,
-        what: &str,
-    ) -> PResult<usize> {
+    fn scan(&self, rest: &[u8], pat: &[u8], complete: bool, check: &dyn Fn(&[u8]) -> Tri, what: &str) -> PResult<usize> {
         let mut i = 0;
         while i + pat.len() <= rest.len() {
-            let Some(j) = rest[i..=rest.len() - pat.len()]
-                .iter()
-                .position(|&b| b == pat[0])
-            else {
+            let Some(j) = rest[i..=rest.len() - pat.len()].iter().position(|&b| b == pat[0]) else {
                 break;
             };
             let j = i + j;
             if &rest[j..j + pat.len()] == pat {
                 match check(&rest[j + pat.len()..]) {
                     Tri::Yes => return Ok(j),
-                    Tri::More => {
-                        return Err(Stop::Incomplete("section body (looking for its end)"))
-                    }
+                    Tri::More => return Err(Stop::Incomplete("section body (looking for its end)")),
                     Tri::No => {}
                 }
             }
             i = j + 1;
         }
         if complete {
-            Err(Stop::Fail {
-                at: 0,
-                kind: ErrorKind::Undelimited(what.to_string()),
-            })
+            Err(Stop::Fail { at: 0, kind: ErrorKind::Undelimited(what.to_string()) })
         } else {
             Err(Stop::Incomplete("section body (looking for its end)"))
         }
@@ -408,11 +367,7 @@ impl MainDecoder {
         match self.phase {
             Phase::Header => {
                 let h = FileHeader::parse(rd)?;
-                self.phase = if self.ctx.configuration == Some(false) {
-                    Phase::Items
-                } else {
-                    Phase::Config
-                };
+                self.phase = if self.ctx.configuration == Some(false) { Phase::Items } else { Phase::Config };
                 Ok(Record::FileHeader(h))
             }
             Phase::Config => {
@@ -427,17 +382,13 @@ impl MainDecoder {
                         if (9..=30).contains(&bits) {
                             self.ctx.target_page_bits = bits as u8;
                         } else {
-                            return rd.fail(ErrorKind::Configuration(format!(
-                                "implausible target page bits {bits}"
-                            )));
+                            return rd.fail(ErrorKind::Configuration(format!("implausible target page bits {bits}")));
                         }
                     }
                     self.phase = Phase::Items;
                     Ok(Record::Configuration(c))
                 } else if self.ctx.configuration == Some(true) {
-                    rd.fail(ErrorKind::Configuration(format!(
-                        "Configuration section missing, {b:x} != 7"
-                    )))
+                    rd.fail(ErrorKind::Configuration(format!("Configuration section missing, {b:x} != 7")))
                 } else {
                     self.phase = Phase::Items;
                     self.step(rd, base, complete)
@@ -477,11 +428,7 @@ impl MainDecoder {
                         if kind == BodyKind::Ram && ty == SectionType::FULL {
                             return rd.fail(ErrorKind::Ram("ram sent as a FULL section".into()));
                         }
-                        Known {
-                            idstr: f.idstr.to_vec(),
-                            instance_id: f.instance_id,
-                            kind,
-                        }
+                        Known { idstr: f.idstr.to_vec(), instance_id: f.instance_id, kind }
                     }
                     None => match self.sections.get(&h.section_id) {
                         Some(k) => k.clone(),
@@ -489,11 +436,7 @@ impl MainDecoder {
                     },
                 };
                 self.sections.insert(h.section_id, known);
-                self.open = Some(Open {
-                    ty,
-                    id: h.section_id,
-                    footer_next: false,
-                });
+                self.open = Some(Open { ty, id: h.section_id, footer_next: false });
                 Ok(Record::SectionHeader(h))
             }
             SectionType::EOF => {
@@ -507,8 +450,7 @@ impl MainDecoder {
                 let c = Command::parse(rd, &self.ctx)?;
                 if let CommandBody::Packaged { length } = c.body {
                     if self.frames.len() >= self.ctx.max_depth {
-                        return rd
-                            .fail_back(rd.pos(), ErrorKind::NestingTooDeep(self.ctx.max_depth));
+                        return rd.fail_back(rd.pos(), ErrorKind::NestingTooDeep(self.ctx.max_depth));
                     }
                     let end = base + rd.pos() as u64 + length as u64;
                     if let Some(&outer) = self.frames.last() {
@@ -543,32 +485,21 @@ impl MainDecoder {
         }
     }
 
-    fn body_step<'a>(
-        &mut self,
-        rd: &mut Rd<'a>,
-        base: u64,
-        complete: bool,
-        o: Open,
-    ) -> PResult<Record<'a>> {
+    fn body_step<'a>(&mut self, rd: &mut Rd<'a>, base: u64, complete: bool, o: Open) -> PResult<Record<'a>> {
         if o.footer_next {
             let f = Footer::parse(rd, o.id)?;
             self.open = None;
             return Ok(Record::Footer(f));
         }
-        let kind = self
-            .sections
-            .get(&o.id)
-            .map(|k| k.kind)
-            .unwrap_or(BodyKind::Device);
+        let kind = self.sections.get(&o.id).map(|k| k.kind).unwrap_or(BodyKind::Device);
         match kind {
             BodyKind::Ram => {
                 let (r, resume) = self.ram.next(rd, &self.ctx)?;
                 if let Some(end) = resume {
                     let here = base + rd.pos() as u64;
                     if end < here {
-                        return rd.fail(ErrorKind::MappedRam(format!(
-                            "pages region ends at 0x{end:x}, before the stream position 0x{here:x}"
-                        )));
+                        return rd
+                            .fail(ErrorKind::MappedRam(format!("pages region ends at 0x{end:x}, before the stream position 0x{here:x}")));
                     }
                     self.gap = Some((end, self.ram.blocks.len().saturating_sub(1) as u32));
                 }
@@ -581,15 +512,7 @@ impl MainDecoder {
                 let id = o.id;
                 let check = |after: &[u8]| self.footer_then_next(after, id, complete);
                 let eos = VfioTag::END_OF_STATE.0.to_be_bytes();
-                let config_end = |rest: &'a [u8]| {
-                    self.scan(
-                        rest,
-                        &eos,
-                        complete,
-                        &check,
-                        "vfio config state has no END_OF_STATE",
-                    )
-                };
+                let config_end = |rest: &'a [u8]| self.scan(rest, &eos, complete, &check, "vfio config state has no END_OF_STATE");
                 let v = VfioRecord::parse(rd, &config_end)?;
                 if v.ends_body() {
                     self.body_done();
@@ -599,9 +522,7 @@ impl MainDecoder {
             BodyKind::Device => {
                 let known = self.sections.get(&o.id);
                 let desc = match (&self.vmdesc, known) {
-                    (Some(v), Some(k)) if o.ty == SectionType::FULL => {
-                        v.device(&k.idstr, k.instance_id)
-                    }
+                    (Some(v), Some(k)) if o.ty == SectionType::FULL => v.device(&k.idstr, k.instance_id),
                     _ => None,
                 };
                 let d = if let Some(desc) = desc {
@@ -609,30 +530,16 @@ impl MainDecoder {
                     let mut budget = rd.remaining() as u64 * 2 + 4096;
                     walk_struct(desc, rd, None, &mut budget)?;
                     let data = rd.since(start);
-                    DeviceState {
-                        data,
-                        boundary: Boundary::Vmdesc,
-                    }
+                    DeviceState { data, boundary: Boundary::Vmdesc }
                 } else {
                     if !self.ctx.sends_footers() {
-                        return rd.fail(ErrorKind::Undelimited(
-                            "no vmdesc entry and no section footers".into(),
-                        ));
+                        return rd.fail(ErrorKind::Undelimited("no vmdesc entry and no section footers".into()));
                     }
                     let mut f = [SectionType::FOOTER.0, 0, 0, 0, 0];
                     f[1..].copy_from_slice(&o.id.to_be_bytes());
                     let check = |after: &[u8]| self.plausible_next(after, complete);
-                    let n = self.scan(
-                        rd.rest(),
-                        &f,
-                        complete,
-                        &check,
-                        "no footer with this section id is followed by a plausible item",
-                    )?;
-                    DeviceState {
-                        data: rd.bytes(n, "section body")?,
-                        boundary: Boundary::InferredFooter,
-                    }
+                    let n = self.scan(rd.rest(), &f, complete, &check, "no footer with this section id is followed by a plausible item")?;
+                    DeviceState { data: rd.bytes(n, "section body")?, boundary: Boundary::InferredFooter }
                 };
                 self.body_done();
                 Ok(Record::DeviceState(d))
@@ -644,22 +551,12 @@ impl MainDecoder {
 impl ChannelDecoder for MainDecoder {
     type Record<'a> = Record<'a>;
 
-    fn decode<'a>(
-        &mut self,
-        input: &'a [u8],
-        base: u64,
-        complete: bool,
-    ) -> Result<Option<Decoded<Record<'a>>>, DecodeError> {
+    fn decode<'a>(&mut self, input: &'a [u8], base: u64, complete: bool) -> Result<Option<Decoded<Record<'a>>>, DecodeError> {
         // Leaving a PACKAGED region?
         if let Some(&end) = self.frames.last() {
             if base >= end {
                 if self.open.is_some() {
-                    return Err(self.err(
-                        base,
-                        ErrorKind::Malformed(
-                            "section still open at the end of the packaged stream",
-                        ),
-                    ));
+                    return Err(self.err(base, ErrorKind::Malformed("section still open at the end of the packaged stream")));
                 }
                 self.frames.pop();
                 return Ok(Some(Decoded {
@@ -675,30 +572,17 @@ impl ChannelDecoder for MainDecoder {
             let len = end - base;
             let data = input.get(..len as usize);
             if data.is_none() && complete {
-                return Err(self.err(
-                    base,
-                    ErrorKind::Truncated {
-                        what: "mapped-ram region",
-                    },
-                ));
+                return Err(self.err(base, ErrorKind::Truncated { what: "mapped-ram region" }));
             }
             self.gap = None;
-            let rec = Record::MappedRamRegion(MappedRamRegion {
-                block_index,
-                data: if complete { data } else { None },
-            });
+            let rec = Record::MappedRamRegion(MappedRamRegion { block_index, data: if complete { data } else { None } });
             return Ok(Some(self.out(base, len, rec)));
         }
         let (window, wcomplete, cut) = match self.frames.last() {
-            Some(&end) if (input.len() as u64) >= end - base => {
-                (&input[..(end - base) as usize], true, true)
-            }
+            Some(&end) if (input.len() as u64) >= end - base => (&input[..(end - base) as usize], true, true),
             _ => (input, complete, false),
         };
-        if window.is_empty()
-            && (self.phase == Phase::Done
-                || (self.phase == Phase::AfterEof && wcomplete && self.frames.is_empty()))
-        {
+        if window.is_empty() && (self.phase == Phase::Done || (self.phase == Phase::AfterEof && wcomplete && self.frames.is_empty())) {
             self.phase = Phase::Done;
             return Ok(None);
         }
@@ -712,11 +596,7 @@ impl ChannelDecoder for MainDecoder {
             Err(Stop::Incomplete(what)) => {
                 self.ram = snapshot_ram;
                 if wcomplete {
-                    let kind = if cut {
-                        ErrorKind::CrossesPackage(base + window.len() as u64)
-                    } else {
-                        ErrorKind::Truncated { what }
-                    };
+                    let kind = if cut { ErrorKind::CrossesPackage(base + window.len() as u64) } else { ErrorKind::Truncated { what } };
                     Err(self.err(base, kind))
                 } else {
                     Ok(None)
@@ -746,14 +626,7 @@ pub struct Chunked<D> {
 impl<D: ChannelDecoder> Chunked<D> {
     /// Wrap a decoder.
     pub fn new(dec: D) -> Self {
-        Chunked {
-            dec,
-            buf: Vec::new(),
-            start: 0,
-            base: 0,
-            skip: 0,
-            complete: false,
-        }
+        Chunked { dec, buf: Vec::new(), start: 0, base: 0, skip: 0, complete: false }
     }
 
     /// Append bytes that arrived.
@@ -819,23 +692,14 @@ impl<D: ChannelDecoder> Chunked<D> {
 
     /// The next record, if the buffered bytes hold one.
     pub fn next_record(&mut self) -> Result<Option<Decoded<D::Record<'_>>>, DecodeError> {
-        let Chunked {
-            dec,
-            buf,
-            start,
-            base,
-            skip,
-            complete,
-        } = self;
+        let Chunked { dec, buf, start, base, skip, complete } = self;
         if *skip > 0 {
             if *complete {
                 return Err(DecodeError {
                     offset: *base,
                     channel: Channel::Main,
                     section: None,
-                    kind: ErrorKind::Truncated {
-                        what: "skipped region",
-                    },
+                    kind: ErrorKind::Truncated { what: "skipped region" },
                 });
             }
             return Ok(None);

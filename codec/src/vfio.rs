@@ -56,10 +56,7 @@ impl VfioRecord<'_> {
 
     /// Parse one item. `config_end` finds the END_OF_STATE closing a config blob: it gets
     /// the bytes after the DEV_CONFIG_STATE tag and returns the config length.
-    pub(crate) fn parse<'a>(
-        rd: &mut Rd<'a>,
-        config_end: &dyn Fn(&'a [u8]) -> PResult<usize>,
-    ) -> PResult<VfioRecord<'a>> {
+    pub(crate) fn parse<'a>(rd: &mut Rd<'a>, config_end: &dyn Fn(&'a [u8]) -> PResult<usize>) -> PResult<VfioRecord<'a>> {
         let tag = VfioTag(rd.be64("vfio tag")?);
         match tag {
             VfioTag::DEV_DATA_STATE => {
@@ -69,20 +66,14 @@ impl VfioRecord<'_> {
             }
             VfioTag::DEV_CONFIG_STATE => {
                 let n = config_end(rd.rest()).map_err(|e| match e {
-                    crate::error::Stop::Fail { at, kind } => crate::error::Stop::Fail {
-                        at: at + rd.pos(),
-                        kind,
-                    },
+                    crate::error::Stop::Fail { at, kind } => crate::error::Stop::Fail { at: at + rd.pos(), kind },
                     i => i,
                 })?;
-                Ok(VfioRecord::Config {
-                    data: rd.bytes(n, "vfio config")?,
-                })
+                Ok(VfioRecord::Config { data: rd.bytes(n, "vfio config")? })
             }
-            VfioTag::END_OF_STATE
-            | VfioTag::DEV_SETUP_STATE
-            | VfioTag::DEV_INIT_DATA_SENT
-            | VfioTag::DEV_CONFIG_LOAD_READY => Ok(VfioRecord::Marker { tag }),
+            VfioTag::END_OF_STATE | VfioTag::DEV_SETUP_STATE | VfioTag::DEV_INIT_DATA_SENT | VfioTag::DEV_CONFIG_LOAD_READY => {
+                Ok(VfioRecord::Marker { tag })
+            }
             t => rd.fail_back(8, ErrorKind::Vfio(format!("Unknown tag 0x{:x}", t.0))),
         }
     }
@@ -109,18 +100,10 @@ impl<'a> VfioDeviceStatePacket<'a> {
     /// Decode a whole buffer.
     pub fn decode(buf: &'a [u8]) -> Result<Self, ErrorKind> {
         if buf.len() < 12 {
-            return Err(ErrorKind::Vfio(format!(
-                "packet too short at {} (min is 12)",
-                buf.len()
-            )));
+            return Err(ErrorKind::Vfio(format!("packet too short at {} (min is 12)", buf.len())));
         }
         let w = |i: usize| u32::from_be_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
-        Ok(VfioDeviceStatePacket {
-            version: w(0),
-            idx: w(4),
-            flags: w(8),
-            data: &buf[12..],
-        })
+        Ok(VfioDeviceStatePacket { version: w(0), idx: w(4), flags: w(8), data: &buf[12..] })
     }
 
     /// Append as given.

@@ -54,8 +54,7 @@ pub fn find_trailer(file: &[u8]) -> Option<usize> {
         }
         let p = i - 5;
         if file[p] == SectionType::VMDESCRIPTION.0 && file[p - 1] == SectionType::EOF.0 {
-            let len =
-                u32::from_be_bytes([file[p + 1], file[p + 2], file[p + 3], file[p + 4]]) as usize;
+            let len = u32::from_be_bytes([file[p + 1], file[p + 2], file[p + 3], file[p + 4]]) as usize;
             if len == n - i {
                 return Some(p);
             }
@@ -77,28 +76,19 @@ pub struct VmDesc {
 impl VmDesc {
     /// Parse the JSON bytes.
     pub fn parse(json: &[u8]) -> Result<Self, ErrorKind> {
-        let json: Value =
-            serde_json::from_slice(json).map_err(|e| ErrorKind::VmDesc(e.to_string()))?;
+        let json: Value = serde_json::from_slice(json).map_err(|e| ErrorKind::VmDesc(e.to_string()))?;
         let page_size = json.get("page_size").and_then(Value::as_u64);
         let mut index = HashMap::new();
         if let Some(devs) = json.get("devices").and_then(Value::as_array) {
             for (i, d) in devs.iter().enumerate() {
-                let name = d
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
+                let name = d.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
                 let inst = d.get("instance_id").and_then(Value::as_u64).unwrap_or(0) as u32;
                 index.entry((name, inst)).or_insert(i);
             }
         } else {
             return Err(ErrorKind::VmDesc("no \"devices\" array".into()));
         }
-        Ok(VmDesc {
-            json,
-            page_size,
-            index,
-        })
+        Ok(VmDesc { json, page_size, index })
     }
 
     /// The description of one device section.
@@ -117,17 +107,9 @@ impl VmDesc {
 /// Walk one VMState struct described by `desc` (an object with `fields` and optional
 /// `subsections`), consuming its bytes. With `out`, fills a JSON object with the values.
 /// `budget` bounds the work so that a hostile description cannot loop forever.
-pub(crate) fn walk_struct<'a>(
-    desc: &Value,
-    rd: &mut Rd<'a>,
-    mut out: Option<&mut Map<String, Value>>,
-    budget: &mut u64,
-) -> PResult<()> {
+pub(crate) fn walk_struct<'a>(desc: &Value, rd: &mut Rd<'a>, mut out: Option<&mut Map<String, Value>>, budget: &mut u64) -> PResult<()> {
     let empty = Vec::new();
-    let fields = desc
-        .get("fields")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
+    let fields = desc.get("fields").and_then(Value::as_array).unwrap_or(&empty);
     for f in fields {
         let n = f.get("array_len").and_then(Value::as_u64).unwrap_or(1);
         let name = f.get("name").and_then(Value::as_str).unwrap_or("?");
@@ -135,15 +117,10 @@ pub(crate) fn walk_struct<'a>(
         let size = f.get("size").and_then(Value::as_u64).unwrap_or(0);
         for _ in 0..n {
             if *budget == 0 {
-                return rd.fail(ErrorKind::VmDesc(
-                    "description needs more work than the input justifies".into(),
-                ));
+                return rd.fail(ErrorKind::VmDesc("description needs more work than the input justifies".into()));
             }
             *budget -= 1;
-            let v = if let Some(st) = f
-                .get("struct")
-                .filter(|_| ty == "struct" || ty == "vstruct")
-            {
+            let v = if let Some(st) = f.get("struct").filter(|_| ty == "struct" || ty == "vstruct") {
                 let mut m = Map::new();
                 walk_struct(st, rd, out.is_some().then_some(&mut m), budget)?;
                 Value::Object(m)
@@ -183,10 +160,7 @@ pub(crate) fn walk_struct<'a>(
             let b = rd.u8("subsection marker")?;
             if b != SectionType::SUBSECTION.0 {
                 let want = s.get("vmsd_name").and_then(Value::as_str).unwrap_or("?");
-                return rd.fail_back(
-                    1,
-                    ErrorKind::VmDesc(format!("subsection {want} not found (byte 0x{b:02x})")),
-                );
+                return rd.fail_back(1, ErrorKind::VmDesc(format!("subsection {want} not found (byte 0x{b:02x})")));
             }
             let name = String::from_utf8_lossy(rd.cstr8("subsection name")?).into_owned();
             let version = rd.be32("subsection version")?;

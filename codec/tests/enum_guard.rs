@@ -29,34 +29,22 @@ fn every_release_enum_value_is_classified() {
         let v = Version::new(maj, min);
         for c in 1..cmd_max {
             let code = CommandCode(c);
-            let since = code
-                .known_since()
-                .unwrap_or_else(|| panic!("{v}: MIG_CMD {c} unclassified"));
-            assert!(
-                Version::new(since.0, since.1) <= v,
-                "{v}: MIG_CMD {c} classified as newer ({since:?})"
-            );
+            let since = code.known_since().unwrap_or_else(|| panic!("{v}: MIG_CMD {c} unclassified"));
+            assert!(Version::new(since.0, since.1) <= v, "{v}: MIG_CMD {c} classified as newer ({since:?})");
         }
         for t in 1..rp_max {
             let ty = RpMessageType(t);
-            let since = ty
-                .known_since()
-                .unwrap_or_else(|| panic!("{v}: MIG_RP_MSG {t} unclassified"));
+            let since = ty.known_since().unwrap_or_else(|| panic!("{v}: MIG_RP_MSG {t} unclassified"));
             assert!(Version::new(since.0, since.1) <= v);
         }
         for id in 1..=vfio_max {
             let tag = VfioTag(0xffff_ffff_ef10_0000 | id);
-            let since = tag
-                .known_since()
-                .unwrap_or_else(|| panic!("{v}: VFIO tag {id} unclassified"));
+            let since = tag.known_since().unwrap_or_else(|| panic!("{v}: VFIO tag {id} unclassified"));
             assert!(Version::new(since.0, since.1) <= v);
         }
         let mut bit = 1u64;
         while bit <= ram_max {
-            assert!(
-                RamFlags::from_bits(bit).is_some(),
-                "{v}: RAM flag 0x{bit:x} unclassified"
-            );
+            assert!(RamFlags::from_bits(bit).is_some(), "{v}: RAM flag 0x{bit:x} unclassified");
             assert!(RamFlags::known_since(bit).is_some());
             bit <<= 1;
         }
@@ -81,10 +69,7 @@ fn enum_names(src: &str, enum_head: &str) -> Vec<String> {
         .skip(1)
         .filter_map(|l| {
             let l = l.trim();
-            let name: String = l
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
+            let name: String = l.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             (name.starts_with("MIG_")).then_some(name)
         })
         .collect()
@@ -113,10 +98,6 @@ fn enums_in_qemu_source_are_classified() {
         if name == "MIG_RP_MSG_MAX" {
             continue;
         }
-        assert_eq!(
-            RpMessageType(i as u16).name().unwrap_or(""),
-            name,
-            "MIG_RP_MSG value {i}"
-        );
+        assert_eq!(RpMessageType(i as u16).name().unwrap_or(""), name, "MIG_RP_MSG value {i}");
     }
 }

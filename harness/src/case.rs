@@ -62,11 +62,7 @@ impl<'a> Trace<'a> {
     /// Concatenated DATA payloads of one direction.
     pub fn direction_bytes(&self, dir: u8) -> Vec<u8> {
         let mut v = Vec::new();
-        for r in self
-            .records
-            .iter()
-            .filter(|r| r.dir == dir && r.kind == RecordKind::Data)
-        {
+        for r in self.records.iter().filter(|r| r.dir == dir && r.kind == RecordKind::Data) {
             v.extend_from_slice(r.payload);
         }
         v
@@ -106,28 +102,20 @@ pub enum TraceError {
 }
 
 fn le32(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(at..at + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 /// Parse a whole trace file. Never trusts a length beyond the bytes present.
 pub fn parse_trace(b: &[u8]) -> Result<Trace<'_>, TraceError> {
     if b.len() < 8 {
-        return Err(if TRACE_MAGIC.starts_with(b) {
-            TraceError::Truncated(b.len())
-        } else {
-            TraceError::BadMagic
-        });
+        return Err(if TRACE_MAGIC.starts_with(b) { TraceError::Truncated(b.len()) } else { TraceError::BadMagic });
     }
     if &b[..8] != TRACE_MAGIC {
         return Err(TraceError::BadMagic);
     }
     let hl = le32(b, 8).ok_or(TraceError::Truncated(8))? as usize;
     if b.len() - 12 < hl {
-        return Err(TraceError::Length {
-            at: 8,
-            len: hl as u64,
-        });
+        return Err(TraceError::Length { at: 8, len: hl as u64 });
     }
     let header = if hl == 0 {
         serde_json::Value::Null
@@ -141,44 +129,22 @@ pub fn parse_trace(b: &[u8]) -> Result<Trace<'_>, TraceError> {
             return Err(TraceError::Truncated(pos));
         }
         let (k, dir) = (b[pos], b[pos + 1]);
-        let t_ns = u64::from_le_bytes(
-            b[pos + 2..pos + 10]
-                .try_into()
-                .map_err(|_| TraceError::Truncated(pos))?,
-        );
+        let t_ns = u64::from_le_bytes(b[pos + 2..pos + 10].try_into().map_err(|_| TraceError::Truncated(pos))?);
         let len = le32(b, pos + 10).ok_or(TraceError::Truncated(pos))? as usize;
         let kind = match k {
             1 => RecordKind::Data,
             2 => RecordKind::Eof,
             3 => RecordKind::Error,
-            _ => {
-                return Err(TraceError::BadRecord {
-                    at: pos,
-                    kind: k,
-                    dir,
-                })
-            }
+            _ => return Err(TraceError::BadRecord { at: pos, kind: k, dir }),
         };
         if dir > 1 {
-            return Err(TraceError::BadRecord {
-                at: pos,
-                kind: k,
-                dir,
-            });
+            return Err(TraceError::BadRecord { at: pos, kind: k, dir });
         }
         let start = pos + RECORD_HEADER_LEN;
         if b.len() - start < len {
-            return Err(TraceError::Length {
-                at: pos + 10,
-                len: len as u64,
-            });
+            return Err(TraceError::Length { at: pos + 10, len: len as u64 });
         }
-        records.push(TraceRecord {
-            kind,
-            dir,
-            t_ns,
-            payload: &b[start..start + len],
-        });
+        records.push(TraceRecord { kind, dir, t_ns, payload: &b[start..start + len] });
         pos = start + len;
     }
     Ok(Trace { header, records })
@@ -210,10 +176,7 @@ pub struct TraceWriter<W: Write> {
 impl TraceWriter<std::io::BufWriter<std::fs::File>> {
     /// Create `path` with a header.
     pub fn create(path: &Path, header: &serde_json::Value) -> std::io::Result<Self> {
-        Self::new(
-            std::io::BufWriter::new(std::fs::File::create(path)?),
-            header,
-        )
+        Self::new(std::io::BufWriter::new(std::fs::File::create(path)?), header)
     }
 }
 
@@ -228,13 +191,7 @@ impl<W: Write> TraceWriter<W> {
     }
 
     /// Append one record.
-    pub fn record(
-        &mut self,
-        kind: RecordKind,
-        dir: u8,
-        t_ns: u64,
-        payload: &[u8],
-    ) -> std::io::Result<()> {
+    pub fn record(&mut self, kind: RecordKind, dir: u8, t_ns: u64, payload: &[u8]) -> std::io::Result<()> {
         self.out.write_all(&[kind.code(), dir])?;
         self.out.write_all(&t_ns.to_le_bytes())?;
         self.out.write_all(&(payload.len() as u32).to_le_bytes())?;
@@ -264,10 +221,7 @@ mod tests {
         assert_eq!(t.direction_bytes(0), b"QEVM\0\0\0\x03");
         assert_eq!(t.direction_bytes(1), b"\0\x02");
         assert_eq!(t.records().count(), 4);
-        assert_eq!(
-            parse_trace(b"QMIGTRC0xxxxx").unwrap_err(),
-            TraceError::BadMagic
-        );
+        assert_eq!(parse_trace(b"QMIGTRC0xxxxx").unwrap_err(), TraceError::BadMagic);
         for cut in 0..b.len() {
             let _ = parse_trace(&b[..cut]);
         }

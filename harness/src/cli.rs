@@ -57,12 +57,7 @@ pub struct SideArgs {
 }
 
 impl SideArgs {
-    fn side(
-        v: &str,
-        machine: &Option<String>,
-        caps: &[String],
-        dialect: &str,
-    ) -> Result<SideProfile, String> {
+    fn side(v: &str, machine: &Option<String>, caps: &[String], dialect: &str) -> Result<SideProfile, String> {
         let version: Version = v.parse()?;
         let dialect: Dialect = dialect.parse()?;
         Ok(SideProfile {
@@ -77,18 +72,8 @@ impl SideArgs {
     /// Build both profiles.
     pub fn profiles(&self) -> Result<(SideProfile, SideProfile), String> {
         Ok((
-            Self::side(
-                &self.src_version,
-                &self.src_machine,
-                &self.src_caps,
-                &self.dialect,
-            )?,
-            Self::side(
-                &self.dst_version,
-                &self.dst_machine,
-                &self.dst_caps,
-                &self.dialect,
-            )?,
+            Self::side(&self.src_version, &self.src_machine, &self.src_caps, &self.dialect)?,
+            Self::side(&self.dst_version, &self.dst_machine, &self.dst_caps, &self.dialect)?,
         ))
     }
 }
@@ -120,12 +105,10 @@ pub struct InspectOpts {
 }
 
 fn ctx_for(l: &Loaded) -> Context {
-    let src =
-        replay::side_from_meta(l.meta.as_ref().and_then(|m| m.get("src"))).unwrap_or_default();
+    let src = replay::side_from_meta(l.meta.as_ref().and_then(|m| m.get("src"))).unwrap_or_default();
     let mut ctx = src.codec_context();
     // Capabilities that change the layout are announced by the stream itself where they matter.
-    ctx.caps
-        .retain(|c| c != "mapped-ram" && c != "x-ignore-shared");
+    ctx.caps.retain(|c| c != "mapped-ram" && c != "x-ignore-shared");
     ctx
 }
 
@@ -140,12 +123,7 @@ pub fn inspect(path: &Path, o: InspectOpts) -> Result<i32, String> {
         Some(DumpKind::Desc) => {
             let d = qmig_codec::MainDecoder::for_file(ctx, &main.bytes);
             let v = d.vmdesc().ok_or("no vmdesc trailer in this stream")?;
-            writeln!(
-                w,
-                "{}",
-                serde_json::to_string_pretty(&v.json).unwrap_or_default()
-            )
-            .map_err(|e| e.to_string())?;
+            writeln!(w, "{}", serde_json::to_string_pretty(&v.json).unwrap_or_default()).map_err(|e| e.to_string())?;
             return Ok(0);
         }
         Some(DumpKind::State) => {
@@ -153,12 +131,7 @@ pub fn inspect(path: &Path, o: InspectOpts) -> Result<i32, String> {
             if o.memory {
                 s["ram"] = memory_json(&main.bytes, ctx);
             }
-            writeln!(
-                w,
-                "{}",
-                serde_json::to_string_pretty(&s).unwrap_or_default()
-            )
-            .map_err(|e| e.to_string())?;
+            writeln!(w, "{}", serde_json::to_string_pretty(&s).unwrap_or_default()).map_err(|e| e.to_string())?;
             return Ok(0);
         }
         None => {}
@@ -174,11 +147,7 @@ pub fn inspect(path: &Path, o: InspectOpts) -> Result<i32, String> {
     let progress = o.progress && total > (256 << 20);
     let dump = inspect::dump_main(&main.bytes, ctx, o.pages, |p| {
         if progress {
-            eprint!(
-                "\r{:>5.1}% of {} MiB",
-                p as f64 * 100.0 / total.max(1) as f64,
-                total >> 20
-            );
+            eprint!("\r{:>5.1}% of {} MiB", p as f64 * 100.0 / total.max(1) as f64, total >> 20);
         }
     });
     if progress {
@@ -187,34 +156,18 @@ pub fn inspect(path: &Path, o: InspectOpts) -> Result<i32, String> {
     let mut others: Vec<(String, Vec<Event>)> = Vec::new();
     let mut bad_other = false;
     if l.channels.len() > 1 {
-        let src =
-            replay::side_from_meta(l.meta.as_ref().and_then(|m| m.get("src"))).unwrap_or_default();
+        let src = replay::side_from_meta(l.meta.as_ref().and_then(|m| m.get("src"))).unwrap_or_default();
         let (evs, _) = replay::decode_channels(&l, &src);
         for ch in l.channels.iter().skip(1) {
-            let name = ch
-                .channel
-                .clone()
-                .map(|c| c.to_string())
-                .unwrap_or_default();
-            let mine: Vec<Event> = evs
-                .iter()
-                .filter(|e| Some(&e.channel) == ch.channel.as_ref())
-                .cloned()
-                .collect();
-            bad_other |= mine
-                .iter()
-                .any(|e| matches!(e.kind, crate::events::EventKind::Error(_)));
+            let name = ch.channel.clone().map(|c| c.to_string()).unwrap_or_default();
+            let mine: Vec<Event> = evs.iter().filter(|e| Some(&e.channel) == ch.channel.as_ref()).cloned().collect();
+            bad_other |= mine.iter().any(|e| matches!(e.kind, crate::events::EventKind::Error(_)));
             others.push((name, mine));
         }
     }
     if o.json {
         let v = inspect::json_dump(&l.name, &dump, &others);
-        writeln!(
-            w,
-            "{}",
-            serde_json::to_string_pretty(&v).unwrap_or_default()
-        )
-        .map_err(|e| e.to_string())?;
+        writeln!(w, "{}", serde_json::to_string_pretty(&v).unwrap_or_default()).map_err(|e| e.to_string())?;
     } else {
         writeln!(w, "== {} [main] {} bytes", l.name, total).map_err(|e| e.to_string())?;
         for line in &dump.lines {
@@ -229,16 +182,8 @@ pub fn inspect(path: &Path, o: InspectOpts) -> Result<i32, String> {
         if !dump.blocks.is_empty() {
             writeln!(w, "== RAM pages per block").map_err(|e| e.to_string())?;
             for (b, (n, z, x)) in &dump.blocks {
-                writeln!(
-                    w,
-                    "  {b:<32} {n:>8} normal {z:>8} zero{}",
-                    if *x > 0 {
-                        format!(" {x:>8} other")
-                    } else {
-                        String::new()
-                    }
-                )
-                .map_err(|e| e.to_string())?;
+                writeln!(w, "  {b:<32} {n:>8} normal {z:>8} zero{}", if *x > 0 { format!(" {x:>8} other") } else { String::new() })
+                    .map_err(|e| e.to_string())?;
             }
         }
     }
@@ -248,10 +193,7 @@ pub fn inspect(path: &Path, o: InspectOpts) -> Result<i32, String> {
         if let Some(e) = &dump.error {
             eprintln!("qmig: {e}");
         } else if dump.consumed != dump.total {
-            eprintln!(
-                "qmig: {} of {} bytes accounted for",
-                dump.consumed, dump.total
-            );
+            eprintln!("qmig: {} of {} bytes accounted for", dump.consumed, dump.total);
         }
     }
     Ok(if ok { 0 } else { 1 })
@@ -262,20 +204,10 @@ fn memory_json(bytes: &[u8], ctx: Context) -> serde_json::Value {
     let mut dec = qmig_codec::MainDecoder::for_file(ctx, bytes);
     let mut names = Vec::new();
     let _ = qmig_codec::decode_all(&mut dec, bytes, |d| match &d.record {
-        qmig_codec::Record::Ram(qmig_codec::ram::RamRecord::Block(b)) => {
-            names.push(qmig_codec::lossy(b.idstr))
-        }
-        qmig_codec::Record::Ram(qmig_codec::ram::RamRecord::Page {
-            block_index: Some(i),
-            offset,
-            data,
-            ..
-        }) => {
+        qmig_codec::Record::Ram(qmig_codec::ram::RamRecord::Block(b)) => names.push(qmig_codec::lossy(b.idstr)),
+        qmig_codec::Record::Ram(qmig_codec::ram::RamRecord::Page { block_index: Some(i), offset, data, .. }) => {
             let n = names.get(*i as usize).cloned().unwrap_or_default();
-            m.insert(
-                format!("{n} (0x{offset:016x})"),
-                serde_json::Value::String(hex::encode(data)),
-            );
+            m.insert(format!("{n} (0x{offset:016x})"), serde_json::Value::String(hex::encode(data)));
         }
         _ => {}
     });
@@ -311,15 +243,10 @@ pub struct DisabledRule {
     pub reason: String,
 }
 
-fn apply_profile(
-    r: &mut Report,
-    src: &mut SideProfile,
-    p: &Option<PathBuf>,
-) -> Result<Option<VmmProfile>, String> {
+fn apply_profile(r: &mut Report, src: &mut SideProfile, p: &Option<PathBuf>) -> Result<Option<VmmProfile>, String> {
     let Some(p) = p else { return Ok(None) };
-    let v: VmmProfile =
-        serde_json::from_slice(&std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?)
-            .map_err(|e| format!("{}: {e}", p.display()))?;
+    let v: VmmProfile = serde_json::from_slice(&std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?)
+        .map_err(|e| format!("{}: {e}", p.display()))?;
     for d in &v.disabled_rules {
         if d.reason.trim().is_empty() {
             return Err(format!("profile disables {} without a reason", d.rule));
@@ -342,20 +269,11 @@ fn apply_profile(
     Ok(Some(v))
 }
 
-fn finish(
-    mut reports: Vec<Report>,
-    out: &OutputArgs,
-    prof: Option<VmmProfile>,
-) -> Result<i32, String> {
+fn finish(mut reports: Vec<Report>, out: &OutputArgs, prof: Option<VmmProfile>) -> Result<i32, String> {
     if let Some(p) = &prof {
         for r in &mut reports {
-            r.findings
-                .retain(|f| !p.disabled_rules.iter().any(|d| d.rule == f.rule));
-            r.disabled = p
-                .disabled_rules
-                .iter()
-                .map(|d| (d.rule.clone(), d.reason.clone()))
-                .collect();
+            r.findings.retain(|f| !p.disabled_rules.iter().any(|d| d.rule == f.rule));
+            r.disabled = p.disabled_rules.iter().map(|d| (d.rule.clone(), d.reason.clone())).collect();
             let observed_dst = r.dst.verdict != crate::report::Verdict::Informational;
             r.src = crate::report::side_report(&r.findings, crate::rules::Side::Src, true);
             r.dst = crate::report::side_report(&r.findings, crate::rules::Side::Dst, observed_dst);
@@ -365,8 +283,7 @@ fn finish(
     let mut w = stdout.lock();
     for r in &reports {
         if out.json {
-            writeln!(w, "{}", serde_json::to_string_pretty(r).unwrap_or_default())
-                .map_err(|e| e.to_string())?;
+            writeln!(w, "{}", serde_json::to_string_pretty(r).unwrap_or_default()).map_err(|e| e.to_string())?;
         } else {
             write!(w, "{}", r.text()).map_err(|e| e.to_string())?;
         }
@@ -375,25 +292,14 @@ fn finish(
         std::fs::write(j, Report::junit(&reports)).map_err(|e| format!("{}: {e}", j.display()))?;
     }
     if let Some(exp) = &out.expected {
-        let v: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(exp).map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(exp).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
         let r = &reports[0];
         let same = |k: &str, got: &crate::report::SideReport| {
-            v.get(k)
-                .and_then(|s| s.get("verdict"))
-                .and_then(|x| x.as_str())
-                == Some(
-                    &serde_json::to_value(got.verdict)
-                        .unwrap_or_default()
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string()[..],
-                )
+            v.get(k).and_then(|s| s.get("verdict")).and_then(|x| x.as_str())
+                == Some(&serde_json::to_value(got.verdict).unwrap_or_default().as_str().unwrap_or_default().to_string()[..])
         };
-        let changed = !same("src", &r.src)
-            || !same("dst", &r.dst)
-            || v.get("outcome") != Some(&serde_json::to_value(&r.outcome).unwrap_or_default());
+        let changed =
+            !same("src", &r.src) || !same("dst", &r.dst) || v.get("outcome") != Some(&serde_json::to_value(&r.outcome).unwrap_or_default());
         if changed {
             eprintln!("qmig: verdict changed from the baseline {}", exp.display());
         }
@@ -406,14 +312,9 @@ fn finish(
 pub fn replay(case: &Path, out: &OutputArgs) -> Result<i32, String> {
     let l = replay::load(case).map_err(|e| e.to_string())?;
     if l.meta.is_none() {
-        return Err(format!(
-            "{} is not a case directory (use `qmig check` for a bare stream)",
-            case.display()
-        ));
+        return Err(format!("{} is not a case directory (use `qmig check` for a bare stream)", case.display()));
     }
-    let mut src =
-        replay::side_from_meta(l.meta.as_ref().and_then(|m| m.get("src"))).unwrap_or_default();
-    let dst = replay::side_from_meta(l.meta.as_ref().and_then(|m| m.get("dst")));
+    let (mut src, dst) = replay::sides(l.meta.as_ref());
     let mut tmp = Report::placeholder();
     let prof = apply_profile(&mut tmp, &mut src, &out.profile)?;
     let r = replay::run(&l, src, dst);
@@ -461,10 +362,7 @@ pub fn preflight(sides: &SideArgs, json: bool) -> Result<i32, String> {
             "predicted: src {:?}, dst {:?}{}",
             predicted.src,
             predicted.dst,
-            predicted
-                .cause
-                .map(|c| format!(", cause {c}"))
-                .unwrap_or_default()
+            predicted.cause.map(|c| format!(", cause {c}")).unwrap_or_default()
         );
         for (r, m, _) in &p {
             println!("  {r}: {m}");
@@ -476,10 +374,7 @@ pub fn preflight(sides: &SideArgs, json: bool) -> Result<i32, String> {
 /// `qmig rules`.
 pub fn rules(json: bool) -> Result<i32, String> {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(crate::rules::CATALOGUE).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(crate::rules::CATALOGUE).unwrap_or_default());
     } else {
         for r in crate::rules::CATALOGUE {
             println!(

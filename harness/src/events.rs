@@ -228,54 +228,26 @@ pub fn main_event(r: &Record<'_>) -> EventKind {
             version: h.full.map(|f| f.version_id).unwrap_or(0),
         },
         Record::Ram(r) => ram_event(r),
-        Record::MappedRamRegion(m) => EventKind::MappedRegion {
-            block: m.block_index,
-        },
+        Record::MappedRamRegion(m) => EventKind::MappedRegion { block: m.block_index },
         Record::Vfio(v) => match v {
-            VfioRecord::Marker { tag } => EventKind::Vfio {
-                tag: tag.0,
-                size: 0,
-            },
-            VfioRecord::Data { size, .. } => EventKind::Vfio {
-                tag: VfioTag::DEV_DATA_STATE.0,
-                size: *size,
-            },
-            VfioRecord::Config { data } => EventKind::Vfio {
-                tag: VfioTag::DEV_CONFIG_STATE.0,
-                size: data.len() as u64,
-            },
+            VfioRecord::Marker { tag } => EventKind::Vfio { tag: tag.0, size: 0 },
+            VfioRecord::Data { size, .. } => EventKind::Vfio { tag: VfioTag::DEV_DATA_STATE.0, size: *size },
+            VfioRecord::Config { data } => EventKind::Vfio { tag: VfioTag::DEV_CONFIG_STATE.0, size: data.len() as u64 },
         },
-        Record::DeviceState(d) => EventKind::DeviceState {
-            inferred: d.boundary == Boundary::InferredFooter,
-        },
+        Record::DeviceState(d) => EventKind::DeviceState { inferred: d.boundary == Boundary::InferredFooter },
         Record::Footer(f) => EventKind::Footer { id: f.section_id },
         Record::Command(c) => {
             let (arg, block, ranges, bytes) = match &c.body {
                 CommandBody::Ping { value } => (*value as u64, None, vec![], (0, 0)),
                 CommandBody::PostcopyAdvise(Advise::Sizes { .. }) => (16, None, vec![], (0, 0)),
                 CommandBody::Packaged { length } => (*length as u64, None, vec![], (0, 0)),
-                CommandBody::PostcopyRamDiscard {
-                    version,
-                    block,
-                    nil,
-                    ..
-                } => (
-                    0,
-                    Some(lossy(block)),
-                    c.body.discard_ranges().collect(),
-                    (*version, *nil),
-                ),
+                CommandBody::PostcopyRamDiscard { version, block, nil, .. } => {
+                    (0, Some(lossy(block)), c.body.discard_ranges().collect(), (*version, *nil))
+                }
                 CommandBody::RecvBitmap { block } => (0, Some(lossy(block)), vec![], (0, 0)),
                 _ => (0, None, vec![], (0, 0)),
             };
-            EventKind::Command {
-                code: c.code.0,
-                len: c.len,
-                arg,
-                block,
-                ranges,
-                bytes,
-            }
+            EventKind::Command { code: c.code.0, len: c.len, arg, block, ranges, bytes }
         }
         Record::PackageEnd => EventKind::PackageEnd,
         Record::Eof => EventKind::Eof,
@@ -303,36 +275,11 @@ pub fn ram_event(r: &RamRecord<'_>) -> EventKind {
     };
     match r {
         RamRecord::MemSize { total, .. } => EventKind::MemSize { total: *total },
-        RamRecord::Block(b) => EventKind::RamBlock {
-            name: lossy(b.idstr),
-            used_length: b.used_length,
-            mapped: b.mapped_ram,
-        },
-        RamRecord::Zero {
-            offset,
-            block,
-            block_index,
-            fill,
-            ..
-        } => page(PageKind::Zero(*fill), block, block_index, offset),
-        RamRecord::Page {
-            offset,
-            block,
-            block_index,
-            ..
-        } => page(PageKind::Normal, block, block_index, offset),
-        RamRecord::Xbzrle {
-            offset,
-            block,
-            block_index,
-            ..
-        } => page(PageKind::Xbzrle, block, block_index, offset),
-        RamRecord::CompressPage {
-            offset,
-            block,
-            block_index,
-            ..
-        } => page(PageKind::Compressed, block, block_index, offset),
+        RamRecord::Block(b) => EventKind::RamBlock { name: lossy(b.idstr), used_length: b.used_length, mapped: b.mapped_ram },
+        RamRecord::Zero { offset, block, block_index, fill, .. } => page(PageKind::Zero(*fill), block, block_index, offset),
+        RamRecord::Page { offset, block, block_index, .. } => page(PageKind::Normal, block, block_index, offset),
+        RamRecord::Xbzrle { offset, block, block_index, .. } => page(PageKind::Xbzrle, block, block_index, offset),
+        RamRecord::CompressPage { offset, block, block_index, .. } => page(PageKind::Compressed, block, block_index, offset),
         RamRecord::Hook { .. } => EventKind::RamHook,
         RamRecord::MultifdFlush { .. } => EventKind::RamFlush,
         RamRecord::Eos { .. } => EventKind::RamEos,
@@ -347,21 +294,14 @@ pub fn rp_event(r: &RpRecord<'_>) -> EventKind {
             let (a, b, block) = match &m.body {
                 RpBody::Shut { error } => (*error as u64, 0, None),
                 RpBody::Pong { value } => (*value as u64, 0, None),
-                RpBody::ReqPagesId { start, len, block } => {
-                    (*start, *len as u64, Some(lossy(block)))
-                }
+                RpBody::ReqPagesId { start, len, block } => (*start, *len as u64, Some(lossy(block))),
                 RpBody::ReqPages { start, len } => (*start, *len as u64, None),
                 RpBody::RecvBitmap { block } => (0, 0, Some(lossy(block))),
                 RpBody::ResumeAck { value } => (*value as u64, 0, None),
                 RpBody::SwitchoverAck => (0, 0, None),
                 RpBody::Unknown { .. } => (0, m.len as u64, None),
             };
-            EventKind::Rp {
-                ty: m.ty.0,
-                a,
-                b,
-                block,
-            }
+            EventKind::Rp { ty: m.ty.0, a, b, block }
         }
     }
 }
@@ -369,10 +309,7 @@ pub fn rp_event(r: &RpRecord<'_>) -> EventKind {
 /// Summarise one multifd record.
 pub fn multifd_event(r: &MultifdRecord<'_>) -> EventKind {
     match r {
-        MultifdRecord::Init(i) => EventKind::MultifdInit {
-            id: i.id,
-            uuid: hex::encode(i.uuid),
-        },
+        MultifdRecord::Init(i) => EventKind::MultifdInit { id: i.id, uuid: hex::encode(i.uuid) },
         MultifdRecord::Ram(p) => {
             let n = (p.normal_pages + p.zero_pages.unwrap_or(0)) as usize;
             EventKind::MultifdPacket {
@@ -384,16 +321,8 @@ pub fn multifd_event(r: &MultifdRecord<'_>) -> EventKind {
             }
         }
         MultifdRecord::DeviceState(d) => {
-            let end = d
-                .idstr
-                .iter()
-                .position(|&b| b == 0)
-                .unwrap_or(d.idstr.len());
-            EventKind::MultifdDeviceState {
-                idstr: lossy(&d.idstr[..end]),
-                instance: d.instance_id,
-                size: d.next_packet_size,
-            }
+            let end = d.idstr.iter().position(|&b| b == 0).unwrap_or(d.idstr.len());
+            EventKind::MultifdDeviceState { idstr: lossy(&d.idstr[..end]), instance: d.instance_id, size: d.next_packet_size }
         }
     }
 }
@@ -409,6 +338,8 @@ pub struct ChannelBytes {
     pub chunks: Vec<(u64, u64)>,
     /// The writer closed the channel (EOF recorded, or a whole file).
     pub closed: bool,
+    /// Accept order of the connection it came from (traces).
+    pub conn: Option<u32>,
 }
 
 impl ChannelBytes {
@@ -536,12 +467,7 @@ pub fn decode_multifd(ch: &ChannelBytes, ctx: Context, index: u32, out: &mut Vec
 }
 
 /// Decode a postcopy-preempt channel.
-pub fn decode_preempt(
-    ch: &ChannelBytes,
-    ctx: Context,
-    ram: qmig_codec::ram::RamState,
-    out: &mut Vec<Event>,
-) {
+pub fn decode_preempt(ch: &ChannelBytes, ctx: Context, ram: qmig_codec::ram::RamState, out: &mut Vec<Event>) {
     let mut dec = PreemptDecoder::new(ctx, ram);
     let r = decode_all(&mut dec, &ch.bytes, |d| {
         out.push(Event {

@@ -55,16 +55,7 @@ fn hexdump(bytes: &[u8], at: u64) -> String {
     while o < end {
         let row = &bytes[o as usize..(o as usize + 16).min(end as usize)];
         let hexs: Vec<String> = row.iter().map(|b| format!("{b:02x}")).collect();
-        let asc: String = row
-            .iter()
-            .map(|&b| {
-                if (0x20..0x7f).contains(&b) {
-                    b as char
-                } else {
-                    '.'
-                }
-            })
-            .collect();
+        let asc: String = row.iter().map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '.' }).collect();
         let mark = if (o..o + 16).contains(&at) { ">" } else { " " };
         let _ = writeln!(s, "  {mark}{o:08x}  {:<48} |{asc}|", hexs.join(" "));
         o += 16;
@@ -73,21 +64,10 @@ fn hexdump(bytes: &[u8], at: u64) -> String {
 }
 
 /// Decode a main stream and build the dump. `pages`: list every page record instead of runs.
-pub fn dump_main(
-    bytes: &[u8],
-    ctx: Context,
-    pages: bool,
-    mut on_progress: impl FnMut(u64),
-) -> MainDump {
+pub fn dump_main(bytes: &[u8], ctx: Context, pages: bool, mut on_progress: impl FnMut(u64)) -> MainDump {
     let mut dec = MainDecoder::for_file(ctx, bytes);
-    let mut out = MainDump {
-        records: Vec::new(),
-        lines: Vec::new(),
-        error: None,
-        consumed: 0,
-        total: bytes.len() as u64,
-        blocks: BTreeMap::new(),
-    };
+    let mut out =
+        MainDump { records: Vec::new(), lines: Vec::new(), error: None, consumed: 0, total: bytes.len() as u64, blocks: BTreeMap::new() };
     let mut run: Option<PageRun> = None;
     let mut block_names: Vec<String> = Vec::new();
     let mut pos = 0u64;
@@ -118,44 +98,21 @@ pub fn dump_main(
             block_names.clear();
         }
         let page = match &d.record {
-            Record::Ram(RamRecord::Page {
-                block_index,
-                data,
-                offset,
-                ..
-            }) => Some((*block_index, 0u8, *offset, Some(*data))),
-            Record::Ram(RamRecord::Zero {
-                block_index,
-                offset,
-                ..
-            }) => Some((*block_index, 1, *offset, None)),
-            Record::Ram(RamRecord::Xbzrle {
-                block_index,
-                offset,
-                data,
-                ..
-            })
-            | Record::Ram(RamRecord::CompressPage {
-                block_index,
-                offset,
-                data,
-                ..
-            }) => Some((*block_index, 2, *offset, Some(*data))),
+            Record::Ram(RamRecord::Page { block_index, data, offset, .. }) => Some((*block_index, 0u8, *offset, Some(*data))),
+            Record::Ram(RamRecord::Zero { block_index, offset, .. }) => Some((*block_index, 1, *offset, None)),
+            Record::Ram(RamRecord::Xbzrle { block_index, offset, data, .. })
+            | Record::Ram(RamRecord::CompressPage { block_index, offset, data, .. }) => Some((*block_index, 2, *offset, Some(*data))),
             _ => None,
         };
         if let (Some((bi, kind, off, data)), false) = (page, pages) {
-            let name = bi
-                .and_then(|i| block_names.get(i as usize).cloned())
-                .unwrap_or_else(|| "?".into());
+            let name = bi.and_then(|i| block_names.get(i as usize).cloned()).unwrap_or_else(|| "?".into());
             let e = out.blocks.entry(name).or_default();
             match kind {
                 0 => e.0 += 1,
                 1 => e.1 += 1,
                 _ => e.2 += 1,
             }
-            let same = run
-                .as_ref()
-                .is_some_and(|r| r.block == bi && r.end == d.offset);
+            let same = run.as_ref().is_some_and(|r| r.block == bi && r.end == d.offset);
             if !same {
                 flush_run(&mut out, &mut run, &block_names);
                 run = Some(PageRun {
@@ -198,20 +155,13 @@ pub fn dump_main(
 
 fn flush_run(out: &mut MainDump, run: &mut Option<PageRun>, names: &[String]) {
     if let Some(r) = run.take() {
-        let name = r
-            .block
-            .and_then(|i| names.get(i as usize).cloned())
-            .unwrap_or_else(|| "?".into());
+        let name = r.block.and_then(|i| names.get(i as usize).cloned()).unwrap_or_else(|| "?".into());
         out.lines.push(format!(
             "{:#010x}      pages  {name}: {} normal, {} zero{} (offsets 0x{:x}..0x{:x})",
             r.offset,
             r.normal,
             r.zero,
-            if r.other > 0 {
-                format!(", {} other", r.other)
-            } else {
-                String::new()
-            },
+            if r.other > 0 { format!(", {} other", r.other) } else { String::new() },
             r.first,
             r.last
         ));
@@ -233,17 +183,9 @@ fn line(d: &Decoded<Record<'_>>, dec: &MainDecoder) -> String {
             format!(
                 "configuration machine={}{}{}{}",
                 lossy(c.machine),
-                if caps.is_empty() {
-                    String::new()
-                } else {
-                    format!(" caps=[{}]", caps.join(","))
-                },
-                c.target_page_bits()
-                    .map(|b| format!(" page-bits={b}"))
-                    .unwrap_or_default(),
-                c.uuid()
-                    .map(|u| format!(" uuid={}", hex::encode(u)))
-                    .unwrap_or_default()
+                if caps.is_empty() { String::new() } else { format!(" caps=[{}]", caps.join(",")) },
+                c.target_page_bits().map(|b| format!(" page-bits={b}")).unwrap_or_default(),
+                c.uuid().map(|u| format!(" uuid={}", hex::encode(u))).unwrap_or_default()
             )
         }
         Record::SectionHeader(h) => {
@@ -255,20 +197,10 @@ fn line(d: &Decoded<Record<'_>>, dec: &MainDecoder) -> String {
                 _ => "?",
             };
             match h.full {
-                Some(f) => format!(
-                    "{ty} id={} \"{}\" instance={} version={}",
-                    h.section_id,
-                    lossy(f.idstr),
-                    f.instance_id,
-                    f.version_id
-                ),
-                None => format!(
-                    "{ty} id={} \"{}\"",
-                    h.section_id,
-                    dec.section_name(h.section_id)
-                        .map(|(n, _)| lossy(n))
-                        .unwrap_or_default()
-                ),
+                Some(f) => format!("{ty} id={} \"{}\" instance={} version={}", h.section_id, lossy(f.idstr), f.instance_id, f.version_id),
+                None => {
+                    format!("{ty} id={} \"{}\"", h.section_id, dec.section_name(h.section_id).map(|(n, _)| lossy(n)).unwrap_or_default())
+                }
             }
         }
         Record::Ram(r) => match r {
@@ -277,9 +209,7 @@ fn line(d: &Decoded<Record<'_>>, dec: &MainDecoder) -> String {
                 "ram block \"{}\" used_length=0x{:x}{}{}{}",
                 lossy(b.idstr),
                 b.used_length,
-                b.page_size
-                    .map(|p| format!(" page_size=0x{p:x}"))
-                    .unwrap_or_default(),
+                b.page_size.map(|p| format!(" page_size=0x{p:x}")).unwrap_or_default(),
                 b.gpa.map(|p| format!(" gpa=0x{p:x}")).unwrap_or_default(),
                 b.mapped_ram
                     .map(|h| format!(
@@ -293,37 +223,21 @@ fn line(d: &Decoded<Record<'_>>, dec: &MainDecoder) -> String {
             RamRecord::Hook { .. } => "ram HOOK".into(),
             other => format!("ram {other:?}"),
         },
-        Record::MappedRamRegion(m) => format!(
-            "mapped-ram region of block #{} ({} bytes: bitmap + pages)",
-            m.block_index, d.len
-        ),
+        Record::MappedRamRegion(m) => format!("mapped-ram region of block #{} ({} bytes: bitmap + pages)", m.block_index, d.len),
         Record::Vfio(v) => match v {
             qmig_codec::vfio::VfioRecord::Marker { tag } => format!("vfio {tag}"),
             qmig_codec::vfio::VfioRecord::Data { size, .. } => {
                 format!("vfio {} size={size}", VfioTag::DEV_DATA_STATE)
             }
-            qmig_codec::vfio::VfioRecord::Config { data } => format!(
-                "vfio {} config {} bytes",
-                VfioTag::DEV_CONFIG_STATE,
-                data.len()
-            ),
+            qmig_codec::vfio::VfioRecord::Config { data } => format!("vfio {} config {} bytes", VfioTag::DEV_CONFIG_STATE, data.len()),
         },
         Record::DeviceState(s) => format!(
             "body {} bytes ({})",
             s.data.len(),
-            if s.boundary == Boundary::Vmdesc {
-                "vmdesc"
-            } else {
-                "boundary inferred from footer"
-            }
+            if s.boundary == Boundary::Vmdesc { "vmdesc" } else { "boundary inferred from footer" }
         ),
         Record::Footer(f) => format!("footer id={}", f.section_id),
-        Record::Command(c) => format!(
-            "COMMAND {} len={} {}",
-            c.code,
-            c.len,
-            serde_json::to_string(&c.body).unwrap_or_default()
-        ),
+        Record::Command(c) => format!("COMMAND {} len={} {}", c.code, c.len, serde_json::to_string(&c.body).unwrap_or_default()),
         Record::PackageEnd => "end of PACKAGED stream".into(),
         Record::Eof => "EOF".into(),
         Record::VmDesc(v) => format!("VMDESCRIPTION {} bytes of JSON", v.len),
@@ -338,36 +252,24 @@ pub fn event_line(e: &Event) -> String {
         EventKind::Rp { ty, a, b, block } => {
             let t = RpMessageType(*ty);
             match t {
-                RpMessageType::REQ_PAGES_ID | RpMessageType::REQ_PAGES => format!(
-                    "{t} start=0x{a:x} len=0x{b:x}{}",
-                    block
-                        .as_ref()
-                        .map(|b| format!(" \"{b}\""))
-                        .unwrap_or_default()
-                ),
+                RpMessageType::REQ_PAGES_ID | RpMessageType::REQ_PAGES => {
+                    format!("{t} start=0x{a:x} len=0x{b:x}{}", block.as_ref().map(|b| format!(" \"{b}\"")).unwrap_or_default())
+                }
                 RpMessageType::SWITCHOVER_ACK => t.to_string(),
                 _ => format!("{t} {a}"),
             }
         }
         EventKind::RpBitmap { size } => format!("recv bitmap blob {size} bytes"),
         EventKind::MultifdInit { id, uuid } => format!("multifd init channel id={id} uuid={uuid}"),
-        EventKind::MultifdPacket {
-            flags,
-            normal,
-            zero,
-            block,
-            ..
-        } => {
+        EventKind::MultifdPacket { flags, normal, zero, block, .. } => {
             format!(
                 "multifd packet flags=0x{flags:x}{} normal={normal} zero={zero} block=\"{block}\"",
                 if flags & 1 != 0 { " SYNC" } else { "" }
             )
         }
-        EventKind::MultifdDeviceState {
-            idstr,
-            instance,
-            size,
-        } => format!("multifd device state \"{idstr}\" instance={instance} {size} bytes"),
+        EventKind::MultifdDeviceState { idstr, instance, size } => {
+            format!("multifd device state \"{idstr}\" instance={instance} {size} bytes")
+        }
         EventKind::Page { kind, offset, .. } => format!(
             "page {} offset=0x{offset:x}",
             match kind {
@@ -381,10 +283,7 @@ pub fn event_line(e: &Event) -> String {
         EventKind::Error(err) => format!("ERROR {err}"),
         other => format!("{other:?}"),
     };
-    let t = e
-        .t_ns
-        .map(|t| format!("{:>9.3}ms ", t as f64 / 1e6))
-        .unwrap_or_default();
+    let t = e.t_ns.map(|t| format!("{:>9.3}ms ", t as f64 / 1e6)).unwrap_or_default();
     format!("{t}[{}] {:#010x}  {what}", e.channel, e.offset)
 }
 
@@ -408,10 +307,7 @@ pub fn json_dump(input_name: &str, main: &MainDump, others: &[(String, Vec<Event
 pub fn dump_state(bytes: &[u8], ctx: Context) -> Result<Value, String> {
     let mut dec = MainDecoder::for_file(ctx, bytes);
     let Some(vmdesc) = dec.vmdesc().cloned() else {
-        return Err(
-            "no vmdesc trailer in this stream: device state cannot be decoded field by field"
-                .into(),
-        );
+        return Err("no vmdesc trailer in this stream: device state cannot be decoded field by field".into());
     };
     let mut state = serde_json::Map::new();
     let mut cur: Option<(String, u32)> = None;
@@ -423,15 +319,12 @@ pub fn dump_state(bytes: &[u8], ctx: Context) -> Result<Value, String> {
         };
         pos += d.len;
         match &d.record {
-            Record::SectionHeader(h) if h.ty == SectionType::FULL => {
-                cur = h.full.map(|f| (lossy(f.idstr), f.instance_id))
-            }
+            Record::SectionHeader(h) if h.ty == SectionType::FULL => cur = h.full.map(|f| (lossy(f.idstr), f.instance_id)),
             Record::SectionHeader(_) => cur = None,
             Record::DeviceState(s) => {
                 if let Some((name, inst)) = &cur {
                     if let Some(desc) = vmdesc.device(name.as_bytes(), *inst) {
-                        let (m, _) = qmig_codec::vmdesc::decode_device(desc, s.data)
-                            .map_err(|e| format!("{name}: {e}"))?;
+                        let (m, _) = qmig_codec::vmdesc::decode_device(desc, s.data).map_err(|e| format!("{name}: {e}"))?;
                         state.insert(format!("{name} ({inst})"), Value::Object(m));
                     }
                 }
@@ -447,18 +340,10 @@ pub fn extract(bytes: &[u8], ctx: Context, dir: &Path) -> Result<Vec<(String, u6
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let mut dec = MainDecoder::for_file(ctx.clone(), bytes);
     if let Some(v) = dec.vmdesc() {
-        std::fs::write(
-            dir.join("desc.json"),
-            serde_json::to_vec_pretty(&v.json).unwrap_or_default(),
-        )
-        .map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("desc.json"), serde_json::to_vec_pretty(&v.json).unwrap_or_default()).map_err(|e| e.to_string())?;
     }
     if let Ok(s) = dump_state(bytes, ctx) {
-        std::fs::write(
-            dir.join("state.json"),
-            serde_json::to_vec_pretty(&s).unwrap_or_default(),
-        )
-        .map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("state.json"), serde_json::to_vec_pretty(&s).unwrap_or_default()).map_err(|e| e.to_string())?;
     }
     let mut files: Vec<(String, std::fs::File, u64)> = Vec::new();
     let mut written = Vec::new();
@@ -474,37 +359,18 @@ pub fn extract(bytes: &[u8], ctx: Context, dir: &Path) -> Result<Vec<(String, u6
             Record::Ram(RamRecord::MemSize { .. }) => files.clear(),
             Record::Ram(RamRecord::Block(b)) => {
                 let name = lossy(b.idstr);
-                let safe: String = name
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect();
-                let f = std::fs::File::create(dir.join(format!("{safe}.ram")))
-                    .map_err(|e| e.to_string())?;
+                let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+                let f = std::fs::File::create(dir.join(format!("{safe}.ram"))).map_err(|e| e.to_string())?;
                 f.set_len(b.used_length).map_err(|e| e.to_string())?;
                 if let Some(h) = b.mapped_ram {
                     mapped.push((
                         files.len(),
-                        qmig_codec::mapped_ram::MappedBlock {
-                            name: b.idstr.to_vec(),
-                            used_length: b.used_length,
-                            header: h,
-                        },
+                        qmig_codec::mapped_ram::MappedBlock { name: b.idstr.to_vec(), used_length: b.used_length, header: h },
                     ));
                 }
                 files.push((name, f, 0));
             }
-            Record::Ram(RamRecord::Page {
-                block_index: Some(i),
-                offset,
-                data,
-                ..
-            }) => {
+            Record::Ram(RamRecord::Page { block_index: Some(i), offset, data, .. }) => {
                 if let Some((_, f, n)) = files.get_mut(*i as usize) {
                     write_at(f, *offset, data)?;
                     *n += 1;
@@ -561,9 +427,5 @@ pub fn cmd_name(c: u16) -> String {
 
 /// Offset of the channel's bytes printed.
 pub fn channel_summary(ch: &ChannelBytes) -> String {
-    format!(
-        "{} bytes{}",
-        ch.bytes.len(),
-        if ch.closed { ", closed" } else { "" }
-    )
+    format!("{} bytes{}", ch.bytes.len(), if ch.closed { ", closed" } else { "" })
 }

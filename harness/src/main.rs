@@ -9,11 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use qmig_harness::cli;
 
 #[derive(Parser)]
-#[command(
-    name = "qmig",
-    version,
-    about = "QEMU live-migration wire-protocol toolkit"
-)]
+#[command(name = "qmig", version, about = "QEMU live-migration wire-protocol toolkit")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -86,29 +82,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let progress = std::io::stderr().is_terminal();
     let r = match cli.cmd {
-        Cmd::Inspect {
-            path,
-            json,
-            pages,
-            dump,
-            memory,
-            extract,
-        } => {
+        Cmd::Inspect { path, json, pages, dump, memory, extract } => {
             let dump = dump.map(|d| match d {
                 Dump::Desc => cli::DumpKind::Desc,
                 Dump::State => cli::DumpKind::State,
             });
-            cli::inspect(
-                &path,
-                cli::InspectOpts {
-                    json,
-                    pages,
-                    dump,
-                    memory,
-                    extract,
-                    progress,
-                },
-            )
+            cli::inspect(&path, cli::InspectOpts { json, pages, dump, memory, extract, progress })
         }
         Cmd::Replay { case, out } => cli::replay(&case, &out),
         Cmd::Check { path, sides, out } => cli::check(&path, &sides, &out),

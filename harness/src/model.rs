@@ -105,10 +105,7 @@ pub struct Checker<'c> {
 }
 
 fn fmt_hex(b: &[u8]) -> String {
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ")
 }
 
 impl<'c> Checker<'c> {
@@ -155,14 +152,7 @@ impl<'c> Checker<'c> {
 
     fn section_ref(&self, id: Option<u32>) -> Option<SectionRef> {
         let id = id.or(self.cur)?;
-        Some(SectionRef {
-            id,
-            idstr: self
-                .secs
-                .get(&id)
-                .map(|s| s.idstr.clone())
-                .unwrap_or_default(),
-        })
+        Some(SectionRef { id, idstr: self.secs.get(&id).map(|s| s.idstr.clone()).unwrap_or_default() })
     }
 
     fn context(&self, ch: &Channel, off: u64) -> String {
@@ -219,23 +209,16 @@ impl<'c> Checker<'c> {
             ErrorKind::FooterMismatch { .. } | ErrorKind::MissingFooter(_) => rules::FOOTER,
             ErrorKind::UnknownSectionId(_) => rules::UNKNOWN_ID,
             ErrorKind::CommandLength { .. } => rules::CMD_LENGTH,
-            ErrorKind::CommandPayload { cmd, .. } if *cmd == CommandCode::POSTCOPY_RAM_DISCARD => {
-                rules::CMD_DISCARD_FORMAT
-            }
+            ErrorKind::CommandPayload { cmd, .. } if *cmd == CommandCode::POSTCOPY_RAM_DISCARD => rules::CMD_DISCARD_FORMAT,
             ErrorKind::UnknownSectionType(_) => rules::UNKNOWN_TYPE,
             ErrorKind::Ram(m) if m.contains("Unknown combination") => rules::RAM_FLAG_VERSION,
             ErrorKind::Vfio(_) => rules::VFIO_ORDER,
             ErrorKind::MappedRam(_) => rules::RAM_MAPPED_LAYOUT,
-            ErrorKind::RpLength { .. } | ErrorKind::RpPayload(_) if rule_id == rules::RP_BAD => {
-                rules::RP_BAD
-            }
+            ErrorKind::RpLength { .. } | ErrorKind::RpPayload(_) if rule_id == rules::RP_BAD => rules::RP_BAD,
             ErrorKind::Multifd(m) if m.contains("uuid") => rules::MULTIFD_UUID,
             _ => rule_id,
         };
-        let ev2 = Event {
-            section: e.section.as_ref().map(|s| s.id).or(ev.section),
-            ..ev.clone()
-        };
+        let ev2 = Event { section: e.section.as_ref().map(|s| s.id).or(ev.section), ..ev.clone() };
         let rejects = ev.channel != Channel::ReturnPath;
         self.report(id, &ev2, rejects, e.to_string());
     }
@@ -244,19 +227,8 @@ impl<'c> Checker<'c> {
         let cmd_ix = self.commands_seen;
         match &ev.kind {
             EventKind::Header => self.header = true,
-            EventKind::Config {
-                machine,
-                caps,
-                page_bits,
-                uuid,
-            } => self.config(ev, machine, caps, *page_bits, uuid.as_deref()),
-            EventKind::Section {
-                ty,
-                id,
-                idstr,
-                instance,
-                version,
-            } => self.section(ev, *ty, *id, idstr.as_deref(), *instance, *version),
+            EventKind::Config { machine, caps, page_bits, uuid } => self.config(ev, machine, caps, *page_bits, uuid.as_deref()),
+            EventKind::Section { ty, id, idstr, instance, version } => self.section(ev, *ty, *id, idstr.as_deref(), *instance, *version),
             EventKind::Footer { .. } => {
                 self.cur = None;
             }
@@ -264,44 +236,30 @@ impl<'c> Checker<'c> {
                 self.blocks.clear();
                 self.mem_total = Some((*total, 0));
             }
-            EventKind::RamBlock {
-                name,
-                used_length,
-                mapped,
-            } => {
+            EventKind::RamBlock { name, used_length, mapped } => {
                 self.blocks.push((name.clone(), *used_length));
                 if let Some((t, sum)) = self.mem_total.as_mut() {
                     *sum += used_length;
                     let (t, sum) = (*t, *sum);
                     if sum > t {
-                        self.report(
-                            rules::RAM_MEM_SIZE_TOTAL,
-                            ev,
-                            true,
-                            format!("blocks add up to 0x{sum:x} > MEM_SIZE 0x{t:x}"),
-                        );
+                        self.report(rules::RAM_MEM_SIZE_TOTAL, ev, true, format!("blocks add up to 0x{sum:x} > MEM_SIZE 0x{t:x}"));
                     }
                 }
                 if mapped.is_some() && !self.dst.has("mapped-ram") && !self.dst.has("fixed-ram") {
                     // The configuration check normally catches this first.
                 }
             }
-            EventKind::Page {
-                kind,
-                block,
-                name,
-                offset,
-            } => self.page(ev, *kind, *block, name.as_deref(), *offset),
+            EventKind::Page { kind, block, name, offset } => self.page(ev, *kind, *block, name.as_deref(), *offset),
             EventKind::RamFlush => {
                 if !self.dst.knows_multifd_flush() {
-                    self.report(rules::RAM_FLAG_VERSION, ev, true, format!("MULTIFD_FLUSH sent to a {} destination: Unknown combination of migration flags: 0x200", self.dst.version));
-                } else if self.mapped {
                     self.report(
-                        rules::RAM_MULTIFD_FLUSH_MAPPED,
+                        rules::RAM_FLAG_VERSION,
                         ev,
                         true,
-                        "MULTIFD_FLUSH with mapped-ram: Unexpected RAM flags".into(),
+                        format!("MULTIFD_FLUSH sent to a {} destination: Unknown combination of migration flags: 0x200", self.dst.version),
                     );
+                } else if self.mapped {
+                    self.report(rules::RAM_MULTIFD_FLUSH_MAPPED, ev, true, "MULTIFD_FLUSH with mapped-ram: Unexpected RAM flags".into());
                 }
             }
             EventKind::RamEos
@@ -311,47 +269,21 @@ impl<'c> Checker<'c> {
             | EventKind::VmDesc { .. } => {
                 if matches!(ev.kind, EventKind::VmDesc { .. }) {
                     self.vmdesc = true;
-                    if self.postcopy != Postcopy::None {
-                        self.report(
-                            rules::EOF_IN_POSTCOPY,
-                            ev,
-                            false,
-                            "vmdesc after a postcopy stream".into(),
-                        );
+                    if matches!(self.postcopy, Postcopy::Listening | Postcopy::Running) {
+                        self.report(rules::EOF_IN_POSTCOPY, ev, false, "vmdesc after a postcopy stream".into());
                     }
                 }
             }
             EventKind::DeviceState { inferred: true } => {
                 if !self.inferred_reported {
                     self.inferred_reported = true;
-                    self.report(
-                        rules::BOUNDARY_INFERRED,
-                        ev,
-                        false,
-                        "no vmdesc: device section ends found by their footers".into(),
-                    );
+                    self.report(rules::BOUNDARY_INFERRED, ev, false, "no vmdesc: device section ends found by their footers".into());
                 }
             }
             EventKind::Vfio { tag, .. } => self.vfio(ev, *tag),
-            EventKind::Command {
-                code,
-                len,
-                arg,
-                block,
-                ranges,
-                bytes,
-            } => {
+            EventKind::Command { code, len, arg, block, ranges, bytes } => {
                 self.commands_seen += 1;
-                self.command(
-                    ev,
-                    cmd_ix,
-                    *code,
-                    *len,
-                    *arg,
-                    block.as_deref(),
-                    ranges,
-                    *bytes,
-                );
+                self.command(ev, cmd_ix, *code, *len, *arg, block.as_deref(), ranges, *bytes);
             }
             EventKind::PackageEnd => {
                 if let Some((items, ran)) = self.package.pop() {
@@ -360,51 +292,27 @@ impl<'c> Checker<'c> {
                             rules::CMD_PACKAGED_CONTENT,
                             ev,
                             false,
-                            format!(
-                                "PACKAGED stream of {items} items does not end with POSTCOPY_RUN"
-                            ),
+                            format!("PACKAGED stream of {items} items does not end with POSTCOPY_RUN"),
                         );
                     }
                 }
             }
             EventKind::Eof => {
                 if !self.package.is_empty() {
-                    self.report(
-                        rules::CMD_PACKAGED_CONTENT,
-                        ev,
-                        false,
-                        "EOF inside a PACKAGED stream".into(),
-                    );
+                    self.report(rules::CMD_PACKAGED_CONTENT, ev, false, "EOF inside a PACKAGED stream".into());
                 } else {
                     self.eof = true;
-                    let open: Vec<(u32, String)> = self
-                        .secs
-                        .iter()
-                        .filter(|(_, s)| s.iterable && !s.ended)
-                        .map(|(i, s)| (*i, s.idstr.clone()))
-                        .collect();
+                    let open: Vec<(u32, String)> =
+                        self.secs.iter().filter(|(_, s)| s.iterable && !s.ended).map(|(i, s)| (*i, s.idstr.clone())).collect();
                     for (id, name) in open {
-                        let e2 = Event {
-                            section: Some(id),
-                            ..ev.clone()
-                        };
-                        self.report(
-                            rules::ITERABLE_NOT_ENDED,
-                            &e2,
-                            false,
-                            format!("iterable section {id} '{name}' never got an END"),
-                        );
+                        let e2 = Event { section: Some(id), ..ev.clone() };
+                        self.report(rules::ITERABLE_NOT_ENDED, &e2, false, format!("iterable section {id} '{name}' never got an END"));
                     }
                 }
             }
             EventKind::Unknown { ty } => {
                 let rejects = true;
-                self.report(
-                    rules::UNKNOWN_TYPE,
-                    ev,
-                    rejects,
-                    format!("Unknown savevm section type {ty}"),
-                );
+                self.report(rules::UNKNOWN_TYPE, ev, rejects, format!("Unknown savevm section type {ty}"));
             }
             EventKind::Error(e) => {
                 self.main_error = true;
@@ -414,52 +322,25 @@ impl<'c> Checker<'c> {
             EventKind::ChannelEnd { .. } => {
                 self.main_closed = true;
                 if self.eof && !self.vmdesc && self.postcopy == Postcopy::None && self.header {
-                    self.report(
-                        rules::VMDESC_MISSING,
-                        ev,
-                        false,
-                        "Expected vmdescription section, but the stream ended".into(),
-                    );
+                    self.report(rules::VMDESC_MISSING, ev, false, "Expected vmdescription section, but the stream ended".into());
                 }
             }
             _ => {}
         }
     }
 
-    fn config(
-        &mut self,
-        ev: &Event,
-        machine: &str,
-        caps: &[String],
-        page_bits: Option<u32>,
-        uuid: Option<&str>,
-    ) {
+    fn config(&mut self, ev: &Event, machine: &str, caps: &[String], page_bits: Option<u32>, uuid: Option<&str>) {
         if let Some(local) = self.dst.machine.clone() {
             if !local.starts_with(machine) {
-                self.report(
-                    rules::CONFIG_MACHINE,
-                    ev,
-                    true,
-                    format!("Machine type received is '{machine}' and local is '{local}'"),
-                );
+                self.report(rules::CONFIG_MACHINE, ev, true, format!("Machine type received is '{machine}' and local is '{local}'"));
             }
         }
         let known = self.dst.known_caps();
         for c in caps {
             if !known.contains(&c.as_str()) {
-                self.report(
-                    rules::CONFIG_CAP_UNKNOWN,
-                    ev,
-                    true,
-                    format!("Received unknown capability {c}"),
-                );
+                self.report(rules::CONFIG_CAP_UNKNOWN, ev, true, format!("Received unknown capability {c}"));
             } else if !self.src.validated_caps().contains(&c.as_str()) {
-                self.report(
-                    rules::CONFIG_CAP_UNVALIDATED,
-                    ev,
-                    false,
-                    format!("capability {c} is not one the source validates"),
-                );
+                self.report(rules::CONFIG_CAP_UNVALIDATED, ev, false, format!("capability {c} is not one the source validates"));
             }
         }
         for v in self.dst.validated_caps() {
@@ -471,27 +352,24 @@ impl<'c> Checker<'c> {
                     rules::CONFIG_CAP_MISMATCH,
                     ev,
                     true,
-                    format!(
-                        "Capability {v} is {}, but received capability is {}",
-                        onoff(local),
-                        onoff(received)
-                    ),
+                    format!("Capability {v} is {}, but received capability is {}", onoff(local), onoff(received)),
                 );
             }
         }
-        let _ = page_bits;
-        let _ = uuid;
+        if let Some(bits) = page_bits {
+            if bits != 12 {
+                self.report(rules::CONFIG_PAGE_BITS, ev, true, format!("Received TARGET_PAGE_BITS is {bits} but local is 12"));
+            }
+        }
+        if let (Some(rx), Some(local)) = (uuid, self.dst.uuid.clone()) {
+            let local_hex: String = local.chars().filter(|c| *c != '-').collect::<String>().to_lowercase();
+            if rx != local_hex {
+                self.report(rules::CONFIG_UUID, ev, true, format!("UUID received is {rx} and local is {local}"));
+            }
+        }
     }
 
-    fn section(
-        &mut self,
-        ev: &Event,
-        ty: u8,
-        id: u32,
-        idstr: Option<&str>,
-        instance: u32,
-        version: u32,
-    ) {
+    fn section(&mut self, ev: &Event, ty: u8, id: u32, idstr: Option<&str>, instance: u32, version: u32) {
         self.sections_seen += 1;
         let ty = SectionType(ty);
         self.cur = Some(id);
@@ -509,54 +387,19 @@ impl<'c> Checker<'c> {
         match (ty, idstr) {
             (SectionType::START | SectionType::FULL, Some(name)) => {
                 if self.secs.contains_key(&id) {
-                    self.report(
-                        rules::DUPLICATE_ID,
-                        ev,
-                        false,
-                        format!("section id {id} announced again (as '{name}')"),
-                    );
+                    self.report(rules::DUPLICATE_ID, ev, false, format!("section id {id} announced again (as '{name}')"));
                 }
-                if ty == SectionType::FULL
-                    && !self.full_devices.insert((name.to_string(), instance))
-                {
-                    self.report(
-                        rules::DUPLICATE_DEVICE,
-                        ev,
-                        false,
-                        format!("device '{name}' instance {instance} sent twice"),
-                    );
+                if ty == SectionType::FULL && !self.full_devices.insert((name.to_string(), instance)) {
+                    self.report(rules::DUPLICATE_DEVICE, ev, false, format!("device '{name}' instance {instance} sent twice"));
                 }
                 if name == "ram" && version != 4 {
-                    self.report(
-                        rules::RAM_VERSION,
-                        ev,
-                        true,
-                        format!("ram section version {version} (loader accepts only 4)"),
-                    );
+                    self.report(rules::RAM_VERSION, ev, true, format!("ram section version {version} (loader accepts only 4)"));
                 }
-                if ty == SectionType::START
-                    && self.src.uses_return_path()
-                    && !self.rp_open
-                    && self.sections_seen == 1
-                {
-                    self.report(
-                        rules::CMD_RP_MISSING,
-                        ev,
-                        false,
-                        "setup sections began without OPEN_RETURN_PATH".into(),
-                    );
+                if ty == SectionType::START && self.src.uses_return_path() && !self.rp_open && self.sections_seen == 1 {
+                    self.report(rules::CMD_RP_MISSING, ev, false, "setup sections began without OPEN_RETURN_PATH".into());
                 }
-                if ty == SectionType::START
-                    && self.src.has("postcopy-ram")
-                    && self.postcopy == Postcopy::None
-                    && self.sections_seen == 1
-                {
-                    self.report(
-                        rules::CMD_ADVISE_MISSING,
-                        ev,
-                        false,
-                        "postcopy-ram is on but no POSTCOPY_ADVISE came before setup".into(),
-                    );
+                if ty == SectionType::START && self.src.has("postcopy-ram") && self.postcopy == Postcopy::None && self.sections_seen == 1 {
+                    self.report(rules::CMD_ADVISE_MISSING, ev, false, "postcopy-ram is on but no POSTCOPY_ADVISE came before setup".into());
                 }
                 self.secs.insert(
                     id,
@@ -580,12 +423,7 @@ impl<'c> Checker<'c> {
                     s.ended = true;
                 }
                 if was_ended {
-                    self.report(
-                        rules::PART_AFTER_END,
-                        ev,
-                        false,
-                        format!("{ty} after END of section {id} '{n}'"),
-                    );
+                    self.report(rules::PART_AFTER_END, ev, false, format!("{ty} after END of section {id} '{n}'"));
                 }
                 if ty == SectionType::END {
                     self.mark_switch(ev);
@@ -602,54 +440,24 @@ impl<'c> Checker<'c> {
     fn mark_switch(&mut self, ev: &Event) {
         if self.switched.is_none() {
             self.switched = Some((ev.t_ns, ev.offset));
-            if self.src.switchover_ack() && self.acked.is_none() && self.rp_open {
-                self.report(
-                    rules::SRC_BEFORE_ACK,
-                    ev,
-                    false,
-                    "the source completed before SWITCHOVER_ACK arrived".into(),
-                );
+            if self.src.switchover_ack() && self.src.vm_running && self.acked.is_none() && self.rp_open {
+                self.report(rules::SRC_BEFORE_ACK, ev, false, "the source completed before SWITCHOVER_ACK arrived".into());
             }
         }
     }
 
-    fn page(
-        &mut self,
-        ev: &Event,
-        kind: PageKind,
-        block: Option<u32>,
-        name: Option<&str>,
-        offset: u64,
-    ) {
+    fn page(&mut self, ev: &Event, kind: PageKind, block: Option<u32>, name: Option<&str>, offset: u64) {
         if self.mapped {
-            self.report(
-                rules::RAM_MAPPED_PAGES_IN_STREAM,
-                ev,
-                true,
-                "page record in a mapped-ram stream: Unexpected RAM flags".into(),
-            );
+            self.report(rules::RAM_MAPPED_PAGES_IN_STREAM, ev, true, "page record in a mapped-ram stream: Unexpected RAM flags".into());
             return;
         }
         match block {
             None if self.blocks.is_empty() => {
-                self.report(
-                    rules::RAM_BEFORE_BLOCKS,
-                    ev,
-                    true,
-                    format!(
-                        "page for '{}' before any MEM_SIZE list",
-                        name.unwrap_or("?")
-                    ),
-                );
+                self.report(rules::RAM_BEFORE_BLOCKS, ev, true, format!("page for '{}' before any MEM_SIZE list", name.unwrap_or("?")));
                 return;
             }
             None => {
-                self.report(
-                    rules::RAM_UNKNOWN_BLOCK,
-                    ev,
-                    true,
-                    format!("Can't find block {}", name.unwrap_or("?")),
-                );
+                self.report(rules::RAM_UNKNOWN_BLOCK, ev, true, format!("Can't find block {}", name.unwrap_or("?")));
                 return;
             }
             Some(ix) => {
@@ -664,25 +472,14 @@ impl<'c> Checker<'c> {
         match kind {
             PageKind::Zero(fill) if fill != 0 => {
                 let rejects = self.dst.rejects_nonzero_fill();
-                self.report(
-                    rules::RAM_ZERO_FILL,
-                    ev,
-                    rejects,
-                    format!("Found a zero page with value {fill}"),
-                );
+                self.report(rules::RAM_ZERO_FILL, ev, rejects, format!("Found a zero page with value {fill}"));
             }
-            PageKind::Xbzrle if !self.src.has("xbzrle") => self.report(
-                rules::RAM_XBZRLE_WITHOUT_CAP,
-                ev,
-                false,
-                "XBZRLE page without the xbzrle capability".into(),
-            ),
-            PageKind::Compressed if !self.dst.knows_compress_page() => self.report(
-                rules::RAM_FLAG_VERSION,
-                ev,
-                true,
-                format!("COMPRESS_PAGE sent to a {} destination", self.dst.version),
-            ),
+            PageKind::Xbzrle if !self.src.has("xbzrle") => {
+                self.report(rules::RAM_XBZRLE_WITHOUT_CAP, ev, false, "XBZRLE page without the xbzrle capability".into())
+            }
+            PageKind::Compressed if !self.dst.knows_compress_page() => {
+                self.report(rules::RAM_FLAG_VERSION, ev, true, format!("COMPRESS_PAGE sent to a {} destination", self.dst.version))
+            }
             _ => {}
         }
     }
@@ -703,12 +500,7 @@ impl<'c> Checker<'c> {
         match tag {
             VfioTag::DEV_INIT_DATA_SENT => {
                 if !self.dst.switchover_ack() {
-                    self.report(
-                        rules::VFIO_INIT_WITHOUT_ACK,
-                        ev,
-                        true,
-                        "Received INIT_DATA_SENT but switchover ack is not used".into(),
-                    );
+                    self.report(rules::VFIO_INIT_WITHOUT_ACK, ev, true, "Received INIT_DATA_SENT but switchover ack is not used".into());
                 }
             }
             VfioTag::DEV_CONFIG_LOAD_READY => {
@@ -717,31 +509,18 @@ impl<'c> Checker<'c> {
                         rules::VFIO_LOAD_READY_VERSION,
                         ev,
                         true,
-                        format!(
-                            "Unknown tag 0x{:x} for a {} destination",
-                            tag.0, self.dst.version
-                        ),
+                        format!("Unknown tag 0x{:x} for a {} destination", tag.0, self.dst.version),
                     );
                 }
             }
             VfioTag::DEV_DATA_STATE if was_setup && first => {}
             VfioTag::DEV_CONFIG_STATE if !ty_full => {
-                self.report(
-                    rules::VFIO_ORDER,
-                    ev,
-                    false,
-                    "DEV_CONFIG_STATE in an iterable VFIO section".into(),
-                );
+                self.report(rules::VFIO_ORDER, ev, false, "DEV_CONFIG_STATE in an iterable VFIO section".into());
             }
             _ => {}
         }
         if was_setup && tag != VfioTag::DEV_SETUP_STATE && tag != VfioTag::END_OF_STATE {
-            self.report(
-                rules::VFIO_ORDER,
-                ev,
-                true,
-                "SETUP STATE: EOS not found".into(),
-            );
+            self.report(rules::VFIO_ORDER, ev, true, "SETUP STATE: EOS not found".into());
         }
     }
 
@@ -765,12 +544,7 @@ impl<'c> Checker<'c> {
                 *ran = true;
             }
             if first && code != CommandCode::POSTCOPY_LISTEN {
-                self.report(
-                    rules::CMD_PACKAGED_CONTENT,
-                    ev,
-                    false,
-                    format!("PACKAGED stream starts with {code}, not POSTCOPY_LISTEN"),
-                );
+                self.report(rules::CMD_PACKAGED_CONTENT, ev, false, format!("PACKAGED stream starts with {code}, not POSTCOPY_LISTEN"));
             }
         }
         match code {
@@ -784,31 +558,16 @@ impl<'c> Checker<'c> {
                     );
                 }
                 if index > 0 {
-                    self.report(
-                        rules::CMD_RP_MISSING,
-                        ev,
-                        false,
-                        "OPEN_RETURN_PATH is not the first command".into(),
-                    );
+                    self.report(rules::CMD_RP_MISSING, ev, false, "OPEN_RETURN_PATH is not the first command".into());
                 }
                 self.rp_open = true;
                 if self.src.uses_return_path() != self.dst.uses_return_path() {
-                    self.report(
-                        rules::CAPS_RETURN_PATH_ONE_SIDED,
-                        ev,
-                        false,
-                        "return-path set on one side only".into(),
-                    );
+                    self.report(rules::CAPS_RETURN_PATH_ONE_SIDED, ev, false, "return-path set on one side only".into());
                 }
             }
             CommandCode::PING => {
                 if !self.rp_open {
-                    self.report(
-                        rules::CMD_PING_NO_RP,
-                        ev,
-                        true,
-                        format!("CMD_PING (0x{arg:x}) received with no return path"),
-                    );
+                    self.report(rules::CMD_PING_NO_RP, ev, true, format!("CMD_PING (0x{arg:x}) received with no return path"));
                 }
                 self.pings.push_back(arg as u32);
             }
@@ -828,11 +587,7 @@ impl<'c> Checker<'c> {
                     } else {
                         "RAM postcopy is enabled but have 0 byte advise"
                     };
-                    let id = if has16 {
-                        rules::CAPS_POSTCOPY_ONE_SIDED
-                    } else {
-                        rules::CMD_ADVISE_MISMATCH
-                    };
+                    let id = if has16 { rules::CAPS_POSTCOPY_ONE_SIDED } else { rules::CMD_ADVISE_MISMATCH };
                     self.report(id, ev, true, m.into());
                 }
                 self.postcopy = Postcopy::Advise;
@@ -843,10 +598,7 @@ impl<'c> Checker<'c> {
                         rules::CMD_DISCARD_STATE,
                         ev,
                         true,
-                        format!(
-                            "CMD_POSTCOPY_RAM_DISCARD in wrong postcopy state ({:?})",
-                            self.postcopy
-                        ),
+                        format!("CMD_POSTCOPY_RAM_DISCARD in wrong postcopy state ({:?})", self.postcopy),
                     );
                 } else {
                     self.postcopy = Postcopy::Discard;
@@ -856,27 +608,15 @@ impl<'c> Checker<'c> {
                         rules::CMD_DISCARD_FORMAT,
                         ev,
                         true,
-                        format!(
-                            "CMD_POSTCOPY_RAM_DISCARD invalid version ({}) or missing nil ({})",
-                            bytes.0, bytes.1
-                        ),
+                        format!("CMD_POSTCOPY_RAM_DISCARD invalid version ({}) or missing nil ({})", bytes.0, bytes.1),
                     );
                 }
                 let b = block.unwrap_or_default();
                 match self.blocks.iter().find(|(n, _)| n == b) {
-                    None => self.report(
-                        rules::CMD_DISCARD_FORMAT,
-                        ev,
-                        true,
-                        format!("discard for unknown block '{b}'"),
-                    ),
+                    None => self.report(rules::CMD_DISCARD_FORMAT, ev, true, format!("discard for unknown block '{b}'")),
                     Some((_, used)) => {
-                        if let Some((s, l)) =
-                            ranges.iter().find(|(s, l)| s.saturating_add(*l) > *used)
-                        {
-                            let m = format!(
-                                "discard range 0x{s:x}+0x{l:x} beyond block '{b}' (0x{used:x})"
-                            );
+                        if let Some((s, l)) = ranges.iter().find(|(s, l)| s.saturating_add(*l) > *used) {
+                            let m = format!("discard range 0x{s:x}+0x{l:x} beyond block '{b}' (0x{used:x})");
                             self.report(rules::CMD_DISCARD_FORMAT, ev, false, m);
                         }
                     }
@@ -893,10 +633,7 @@ impl<'c> Checker<'c> {
                         rules::CMD_LISTEN_STATE,
                         ev,
                         true,
-                        format!(
-                            "CMD_POSTCOPY_LISTEN in wrong postcopy state ({:?})",
-                            self.postcopy
-                        ),
+                        format!("CMD_POSTCOPY_LISTEN in wrong postcopy state ({:?})", self.postcopy),
                     );
                 } else {
                     self.postcopy = Postcopy::Listening;
@@ -904,47 +641,32 @@ impl<'c> Checker<'c> {
             }
             CommandCode::POSTCOPY_RUN => {
                 if self.postcopy != Postcopy::Listening {
-                    self.report(
-                        rules::CMD_RUN_STATE,
-                        ev,
-                        true,
-                        format!(
-                            "CMD_POSTCOPY_RUN in wrong postcopy state ({:?})",
-                            self.postcopy
-                        ),
-                    );
+                    self.report(rules::CMD_RUN_STATE, ev, true, format!("CMD_POSTCOPY_RUN in wrong postcopy state ({:?})", self.postcopy));
                 } else {
                     self.postcopy = Postcopy::Running;
                 }
             }
-            CommandCode::ENABLE_COLO => {
-                self.report(rules::CMD_COLO, ev, false, "COLO is not modelled".into())
-            }
+            CommandCode::ENABLE_COLO => self.report(rules::CMD_COLO, ev, false, "COLO is not modelled".into()),
             CommandCode::POSTCOPY_RESUME | CommandCode::RECV_BITMAP => {
                 if self.header {
-                    self.report(
-                        rules::CMD_RECOVERY_ONLY,
-                        ev,
-                        false,
-                        format!("{code} outside postcopy recovery"),
-                    );
+                    self.report(rules::CMD_RECOVERY_ONLY, ev, false, format!("{code} outside postcopy recovery"));
                 }
             }
             CommandCode::SWITCHOVER_START if !self.src.rfc_initial_data() => {
                 if !self.dst.knows_switchover_start() {
-                    self.report(rules::CMD_SWITCHOVER_START_UNKNOWN, ev, true, format!("MIG_CMD 0xb unknown (len 0x0): a {} destination has no SWITCHOVER_START", self.dst.version));
+                    self.report(
+                        rules::CMD_SWITCHOVER_START_UNKNOWN,
+                        ev,
+                        true,
+                        format!("MIG_CMD 0xb unknown (len 0x0): a {} destination has no SWITCHOVER_START", self.dst.version),
+                    );
                 }
                 self.mark_switch(ev);
             }
             CommandCode::SWITCHOVER_START => {}
             c => {
                 if !c.is_known() || c == CommandCode::INVALID {
-                    self.report(
-                        rules::CMD_UNKNOWN,
-                        ev,
-                        true,
-                        format!("MIG_CMD 0x{:x} unknown (len 0x{:x})", c.0, _len),
-                    );
+                    self.report(rules::CMD_UNKNOWN, ev, true, format!("MIG_CMD 0x{:x} unknown (len 0x{:x})", c.0, _len));
                 }
             }
         }
@@ -954,39 +676,27 @@ impl<'c> Checker<'c> {
         match &ev.kind {
             EventKind::Rp { ty, a, b, block } => {
                 if !self.rp_open {
-                    self.report(
-                        rules::RP_WITHOUT_OPEN,
-                        ev,
-                        false,
-                        "return-path message before OPEN_RETURN_PATH".into(),
-                    );
+                    self.report(rules::RP_WITHOUT_OPEN, ev, false, "return-path message before OPEN_RETURN_PATH".into());
                 }
                 let ty = RpMessageType(*ty);
                 match ty {
-                    RpMessageType::PONG => match self.pings.pop_front() {
-                        Some(v) if v as u64 == *a => {}
-                        Some(v) => self.report(
-                            rules::RP_PONG_UNMATCHED,
-                            ev,
-                            false,
-                            format!("PONG({a}) answers PING({v})"),
-                        ),
+                    // PONGs may overtake each other in postcopy (PING 3 is answered by the
+                    // main thread after the package, PING 4 by the listen thread): match by value.
+                    RpMessageType::PONG => match self.pings.iter().position(|v| *v as u64 == *a) {
+                        Some(i) => {
+                            self.pings.remove(i);
+                        }
                         None => self.report(
                             rules::RP_PONG_UNMATCHED,
                             ev,
                             false,
-                            format!("PONG({a}) with no outstanding PING"),
+                            format!("PONG({a}) answers no outstanding PING (outstanding: {:?})", self.pings),
                         ),
                     },
                     RpMessageType::SHUT => {
                         self.shut = Some(*a);
                         if *a != 0 {
-                            self.report(
-                                rules::RP_SHUT_ERROR,
-                                ev,
-                                false,
-                                format!("Sibling indicated error {a}"),
-                            );
+                            self.report(rules::RP_SHUT_ERROR, ev, false, format!("Sibling indicated error {a}"));
                         }
                     }
                     RpMessageType::SWITCHOVER_ACK => {
@@ -999,62 +709,43 @@ impl<'c> Checker<'c> {
                             );
                         }
                         if self.acked.is_some() {
-                            self.report(
-                                rules::RP_ACK_DUPLICATE,
-                                ev,
-                                false,
-                                "second SWITCHOVER_ACK".into(),
-                            );
+                            self.report(rules::RP_ACK_DUPLICATE, ev, false, "second SWITCHOVER_ACK".into());
                         } else {
                             self.acked = Some(ev.t_ns);
                         }
                     }
                     RpMessageType::REQ_PAGES | RpMessageType::REQ_PAGES_ID => {
                         if self.postcopy == Postcopy::None {
-                            self.report(
-                                rules::RP_REQ_NOT_POSTCOPY,
-                                ev,
-                                false,
-                                "page request without postcopy".into(),
-                            );
+                            self.report(rules::RP_REQ_NOT_POSTCOPY, ev, false, "page request without postcopy".into());
                         }
                         if let Some(bn) = block {
                             self.last_req_block = Some(bn.clone());
                         }
                         match self.last_req_block.clone() {
-                            None => self.report(
-                                rules::RP_REQ_UNKNOWN_BLOCK,
-                                ev,
-                                false,
-                                "REQ_PAGES before any REQ_PAGES_ID".into(),
-                            ),
+                            None => self.report(rules::RP_REQ_UNKNOWN_BLOCK, ev, false, "REQ_PAGES before any REQ_PAGES_ID".into()),
                             Some(bn) => match self.blocks.iter().find(|(n, _)| *n == bn) {
-                                None => self.report(
-                                    rules::RP_REQ_UNKNOWN_BLOCK,
-                                    ev,
-                                    false,
-                                    format!("page request for unknown block '{bn}'"),
-                                ),
+                                None => {
+                                    self.report(rules::RP_REQ_UNKNOWN_BLOCK, ev, false, format!("page request for unknown block '{bn}'"))
+                                }
                                 Some((_, used)) => {
                                     if a.saturating_add(*b) > *used || *b == 0 || a % 4096 != 0 {
-                                        self.report(rules::RP_REQ_OUTSIDE, ev, false, format!("request 0x{a:x}+0x{b:x} outside block '{bn}' (0x{used:x})"));
+                                        self.report(
+                                            rules::RP_REQ_OUTSIDE,
+                                            ev,
+                                            false,
+                                            format!("request 0x{a:x}+0x{b:x} outside block '{bn}' (0x{used:x})"),
+                                        );
                                     }
                                 }
                             },
                         }
                     }
-                    RpMessageType::RESUME_ACK if *a != 1 => self.report(
-                        rules::RP_RESUME_ACK,
-                        ev,
-                        false,
-                        format!("illegal resume_ack value {a}"),
-                    ),
-                    t if !t.is_known() || t == RpMessageType::INVALID => self.report(
-                        rules::RP_UNKNOWN,
-                        ev,
-                        false,
-                        format!("Received invalid message 0x{:04x} length 0x{b:04x}", t.0),
-                    ),
+                    RpMessageType::RESUME_ACK if *a != 1 => {
+                        self.report(rules::RP_RESUME_ACK, ev, false, format!("illegal resume_ack value {a}"))
+                    }
+                    t if !t.is_known() || t == RpMessageType::INVALID => {
+                        self.report(rules::RP_UNKNOWN, ev, false, format!("Received invalid message 0x{:04x} length 0x{b:04x}", t.0))
+                    }
                     _ => {}
                 }
             }
@@ -1065,12 +756,7 @@ impl<'c> Checker<'c> {
             EventKind::ChannelEnd { .. } => {
                 if !self.pings.is_empty() && self.dst_alive() && self.eof {
                     let v: Vec<u32> = self.pings.iter().copied().collect();
-                    self.report(
-                        rules::RP_PONG_MISSING,
-                        ev,
-                        false,
-                        format!("PINGs {v:?} never answered"),
-                    );
+                    self.report(rules::RP_PONG_MISSING, ev, false, format!("PINGs {v:?} never answered"));
                 }
             }
             _ => {}
@@ -1080,57 +766,33 @@ impl<'c> Checker<'c> {
     fn multifd(&mut self, ev: &Event) {
         match &ev.kind {
             EventKind::MultifdInit { id, .. } => {
-                let channels = self
-                    .dst
-                    .params
-                    .get("multifd-channels")
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or(2);
+                let channels = self.dst.params.get("multifd-channels").and_then(|v| v.as_u64()).unwrap_or(2);
                 if *id as u64 > channels {
-                    self.report(rules::MULTIFD_CHANNEL_ID, ev, true, format!("multifd: received channel id {id} is greater than number of channels {channels}"));
+                    self.report(
+                        rules::MULTIFD_CHANNEL_ID,
+                        ev,
+                        true,
+                        format!("multifd: received channel id {id} is greater than number of channels {channels}"),
+                    );
                 }
                 if !self.multifd_ids.insert(*id) {
-                    self.report(
-                        rules::MULTIFD_DECODE,
-                        ev,
-                        false,
-                        format!("channel id {id} used twice"),
-                    );
+                    self.report(rules::MULTIFD_DECODE, ev, false, format!("channel id {id} used twice"));
                 }
                 if !self.dst.has("multifd") {
-                    self.report(
-                        rules::CAPS_MULTIFD_ONE_SIDED,
-                        ev,
-                        false,
-                        "multifd channel to a destination without multifd".into(),
-                    );
+                    self.report(rules::CAPS_MULTIFD_ONE_SIDED, ev, false, "multifd channel to a destination without multifd".into());
                 }
             }
-            EventKind::MultifdPacket {
-                block,
-                offsets,
-                normal,
-                zero,
-                ..
-            } => {
+            EventKind::MultifdPacket { block, offsets, normal, zero, .. } => {
                 if normal + zero == 0 {
                     return;
                 }
                 match self.blocks.iter().find(|(n, _)| n == block) {
-                    None if !self.blocks.is_empty() => self.report(
-                        rules::MULTIFD_UNKNOWN_BLOCK,
-                        ev,
-                        true,
-                        format!("multifd: unknown ram block {block}"),
-                    ),
+                    None if !self.blocks.is_empty() => {
+                        self.report(rules::MULTIFD_UNKNOWN_BLOCK, ev, true, format!("multifd: unknown ram block {block}"))
+                    }
                     Some((_, used)) => {
                         if let Some(o) = offsets.iter().find(|o| **o >= *used) {
-                            self.report(
-                                rules::MULTIFD_OUTSIDE,
-                                ev,
-                                true,
-                                format!("multifd: offset too long {o} (max {used:x})"),
-                            );
+                            self.report(rules::MULTIFD_OUTSIDE, ev, true, format!("multifd: offset too long {o} (max {used:x})"));
                         }
                     }
                     None => {}
@@ -1153,9 +815,6 @@ impl<'c> Checker<'c> {
 
     /// Findings at or above `sev` for a side.
     pub fn count(&self, side: Side, sev: Severity) -> usize {
-        self.findings
-            .iter()
-            .filter(|f| f.side == side && f.severity == sev)
-            .count()
+        self.findings.iter().filter(|f| f.side == side && f.severity == sev).count()
     }
 }

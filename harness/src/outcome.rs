@@ -52,11 +52,7 @@ pub fn preflight(src: &SideProfile, dst: &SideProfile) -> Vec<(&'static str, Str
                 v.push((
                     rules::CAPS_MACHINE_UNKNOWN,
                     format!("machine type {m} does not exist in QEMU {}", dst.version),
-                    Outcome {
-                        src: Status::Unknown,
-                        dst: Status::NotRun,
-                        cause: Some(rules::CAPS_MACHINE_UNKNOWN),
-                    },
+                    Outcome { src: Status::Unknown, dst: Status::NotRun, cause: Some(rules::CAPS_MACHINE_UNKNOWN) },
                 ));
             }
         }
@@ -65,16 +61,8 @@ pub fn preflight(src: &SideProfile, dst: &SideProfile) -> Vec<(&'static str, Str
         if src.has(c) != dst.has(c) && !v.iter().any(|(_, m, _): &(_, String, _)| m.contains(c)) {
             v.push((
                 rules::CONFIG_CAP_MISMATCH,
-                format!(
-                    "{c} is {} on the source and {} on the destination",
-                    onoff(src.has(c)),
-                    onoff(dst.has(c))
-                ),
-                Outcome {
-                    src: Status::Failed,
-                    dst: Status::Failed,
-                    cause: Some(rules::CONFIG_CAP_MISMATCH),
-                },
+                format!("{c} is {} on the source and {} on the destination", onoff(src.has(c)), onoff(dst.has(c))),
+                Outcome { src: Status::Failed, dst: Status::Failed, cause: Some(rules::CONFIG_CAP_MISMATCH) },
             ));
         }
     }
@@ -82,48 +70,28 @@ pub fn preflight(src: &SideProfile, dst: &SideProfile) -> Vec<(&'static str, Str
         v.push((
             rules::CAPS_POSTCOPY_ONE_SIDED,
             "RAM postcopy is disabled but have 16 byte advise".into(),
-            Outcome {
-                src: Status::Failed,
-                dst: Status::Failed,
-                cause: Some(rules::CAPS_POSTCOPY_ONE_SIDED),
-            },
+            Outcome { src: Status::Failed, dst: Status::Failed, cause: Some(rules::CAPS_POSTCOPY_ONE_SIDED) },
         ));
     }
     if src.sends_switchover_start() && !dst.knows_switchover_start() {
         v.push((
             rules::CMD_SWITCHOVER_START_UNKNOWN,
             "MIG_CMD 0xb unknown".into(),
-            Outcome {
-                src: Status::Failed,
-                dst: Status::Failed,
-                cause: Some(rules::CMD_SWITCHOVER_START_UNKNOWN),
-            },
+            Outcome { src: Status::Failed, dst: Status::Failed, cause: Some(rules::CMD_SWITCHOVER_START_UNKNOWN) },
         ));
     }
     if src.switchover_ack() && src.uses_return_path() && !dst.switchover_ack() {
         v.push((
             rules::SRC_ACK_WAITING,
             "the source waits for a SWITCHOVER_ACK the destination never sends".into(),
-            Outcome {
-                src: Status::Waiting,
-                dst: Status::Waiting,
-                cause: Some(rules::SRC_ACK_WAITING),
-            },
+            Outcome { src: Status::Waiting, dst: Status::Waiting, cause: Some(rules::SRC_ACK_WAITING) },
         ));
     }
     if src.has("multifd") != dst.has("multifd") {
         v.push((
             rules::CAPS_MULTIFD_ONE_SIDED,
-            format!(
-                "multifd is {} on the source and {} on the destination",
-                onoff(src.has("multifd")),
-                onoff(dst.has("multifd"))
-            ),
-            Outcome {
-                src: Status::Unknown,
-                dst: Status::Unknown,
-                cause: Some(rules::CAPS_MULTIFD_ONE_SIDED),
-            },
+            format!("multifd is {} on the source and {} on the destination", onoff(src.has("multifd")), onoff(dst.has("multifd"))),
+            Outcome { src: Status::Unknown, dst: Status::Unknown, cause: Some(rules::CAPS_MULTIFD_ONE_SIDED) },
         ));
     }
     v
@@ -150,17 +118,10 @@ pub fn conclude(c: &Checker<'_>, transport: Transport, dst_loaded: bool) -> Outc
         Status::Unknown
     };
     if !dst_loaded {
-        return Outcome {
-            src,
-            dst: Status::NotRun,
-            cause: None,
-        };
+        return Outcome { src, dst: Status::NotRun, cause: None };
     }
     // A source that waits for an ack that never comes (the recording then cut the stream).
-    let cut = c
-        .dst_fatal
-        .as_ref()
-        .is_none_or(|f| f.rule == rules::TRUNCATED);
+    let cut = c.dst_fatal.as_ref().is_none_or(|f| f.rule == rules::TRUNCATED);
     if transport == Transport::Socket
         && cut
         && c.src.switchover_ack()
@@ -169,67 +130,34 @@ pub fn conclude(c: &Checker<'_>, transport: Transport, dst_loaded: bool) -> Outc
         && c.switched.is_none()
         && !stream_done
     {
-        return Outcome {
-            src: Status::Waiting,
-            dst: Status::Waiting,
-            cause: Some(rules::SRC_ACK_WAITING),
-        };
+        return Outcome { src: Status::Waiting, dst: Status::Waiting, cause: Some(rules::SRC_ACK_WAITING) };
     }
     if let Some(f) = &c.dst_fatal {
+        // A source with a return path learns of the failure; one without it finishes writing.
         let src = match transport {
             Transport::File => src,
-            Transport::Socket => Status::Failed,
+            Transport::Socket if c.src.uses_return_path() || !c.eof => Status::Failed,
+            Transport::Socket => Status::Completed,
         };
-        return Outcome {
-            src,
-            dst: Status::Failed,
-            cause: Some(f.rule),
-        };
+        return Outcome { src, dst: Status::Failed, cause: Some(f.rule) };
     }
     // A source that waits for an ack that never comes.
     if transport == Transport::Socket
         && c.src.switchover_ack()
+        && c.src.vm_running
         && c.src.uses_return_path()
         && c.acked.is_none()
         && !stream_done
     {
-        return Outcome {
-            src: Status::Waiting,
-            dst: Status::Waiting,
-            cause: Some(rules::SRC_ACK_WAITING),
-        };
+        return Outcome { src: Status::Waiting, dst: Status::Waiting, cause: Some(rules::SRC_ACK_WAITING) };
     }
     if stream_done {
-        let src = if transport == Transport::Socket {
-            Status::Completed
-        } else {
-            src
-        };
-        return Outcome {
-            src,
-            dst: Status::Completed,
-            cause: None,
-        };
+        let src = if transport == Transport::Socket { Status::Completed } else { src };
+        return Outcome { src, dst: Status::Completed, cause: None };
     }
     if c.main_closed || c.main_error {
-        let src = if transport == Transport::Socket {
-            Status::Failed
-        } else {
-            src
-        };
-        return Outcome {
-            src,
-            dst: Status::Failed,
-            cause: Some(rules::TRUNCATED),
-        };
+        let src = if transport == Transport::Socket { Status::Failed } else { src };
+        return Outcome { src, dst: Status::Failed, cause: Some(rules::TRUNCATED) };
     }
-    Outcome {
-        src: if transport == Transport::Socket {
-            Status::Unknown
-        } else {
-            src
-        },
-        dst: Status::Unknown,
-        cause: None,
-    }
+    Outcome { src: if transport == Transport::Socket { Status::Unknown } else { src }, dst: Status::Unknown, cause: None }
 }

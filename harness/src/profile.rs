@@ -21,6 +21,16 @@ pub struct SideProfile {
     pub params: serde_json::Map<String, serde_json::Value>,
     /// A third-party peer's name (profiles), for reports.
     pub label: Option<String>,
+    /// `-uuid`, when given.
+    #[serde(default)]
+    pub uuid: Option<String>,
+    /// The guest was running when migration started (a stopped VM skips the switchover-ack wait).
+    #[serde(default = "yes")]
+    pub vm_running: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for SideProfile {
@@ -32,6 +42,8 @@ impl Default for SideProfile {
             caps: Vec::new(),
             params: Default::default(),
             label: None,
+            uuid: None,
+            vm_running: true,
         }
     }
 }
@@ -39,9 +51,7 @@ impl Default for SideProfile {
 /// Machine-type version, e.g. `pc-i440fx-7.2` → 7.2; `None` for unversioned names.
 pub fn machine_version(machine: &str) -> Option<Version> {
     let tail = machine.rsplit('-').next()?;
-    tail.parse()
-        .ok()
-        .filter(|v: &Version| v.major > 0 && tail.contains('.'))
+    tail.parse().ok().filter(|v: &Version| v.major > 0 && tail.contains('.'))
 }
 
 impl SideProfile {
@@ -63,11 +73,7 @@ impl SideProfile {
 
     /// The version whose compat properties the machine type selects (defaults to the release).
     pub fn machine_compat(&self) -> Version {
-        self.machine
-            .as_deref()
-            .and_then(machine_version)
-            .map(|m| m.min(self.version))
-            .unwrap_or(self.version)
+        self.machine.as_deref().and_then(machine_version).map(|m| m.min(self.version)).unwrap_or(self.version)
     }
 
     /// Capabilities this peer checks in the configuration section.
@@ -163,11 +169,7 @@ impl SideProfile {
 
     /// The codec context for bytes written by this peer.
     pub fn codec_context(&self) -> Context {
-        let mut ctx = Context {
-            dialect: self.dialect,
-            version: Some(self.version),
-            ..Context::default()
-        };
+        let mut ctx = Context { dialect: self.dialect, version: Some(self.version), ..Context::default() };
         for c in &self.caps {
             ctx.set_cap(c);
         }
@@ -181,10 +183,7 @@ mod tests {
 
     #[test]
     fn machine_compat_and_switchover_start() {
-        let mut p = SideProfile {
-            machine: Some("pc-i440fx-7.2".into()),
-            ..SideProfile::default()
-        };
+        let mut p = SideProfile { machine: Some("pc-i440fx-7.2".into()), ..SideProfile::default() };
         assert_eq!(p.machine_compat(), Version::new(7, 2));
         assert!(!p.sends_switchover_start());
         p.machine = Some("pc-q35-10.0".into());

@@ -47,36 +47,26 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     if path.as_os_str() == "-" {
         let mut b = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).map_err(io(path))?;
-        return Ok(Loaded {
-            name: "<stdin>".into(),
-            meta: None,
-            transport: Transport::File,
-            channels: vec![main_file(b)],
-        });
+        return Ok(Loaded { name: "<stdin>".into(), meta: None, transport: Transport::File, channels: vec![main_file(b)] });
     }
     if path.is_dir() {
         return load_case(path);
     }
     let b = std::fs::read(path).map_err(io(path))?;
-    Ok(Loaded {
-        name: path.display().to_string(),
-        meta: None,
-        transport: Transport::File,
-        channels: vec![main_file(b)],
-    })
+    Ok(Loaded { name: path.display().to_string(), meta: None, transport: Transport::File, channels: vec![main_file(b)] })
 }
 
 fn main_file(bytes: Vec<u8>) -> ChannelBytes {
-    ChannelBytes {
-        channel: Some(Channel::Main),
-        bytes,
-        chunks: Vec::new(),
-        closed: true,
-    }
+    ChannelBytes { channel: Some(Channel::Main), bytes, chunks: Vec::new(), closed: true, conn: None }
 }
 
 /// One QMIGTRC1 file split into its two directions.
 pub fn read_trace(bytes: &[u8]) -> Result<(ChannelBytes, ChannelBytes), String> {
+    read_trace_header(bytes).map(|(a, b, _)| (a, b))
+}
+
+/// One QMIGTRC1 file: its two directions and its header JSON.
+pub fn read_trace_header(bytes: &[u8]) -> Result<(ChannelBytes, ChannelBytes, Value), String> {
     let t = crate::case::parse_trace(bytes).map_err(|e| e.to_string())?;
     let mut d = [ChannelBytes::default(), ChannelBytes::default()];
     for r in t.records() {
@@ -90,39 +80,22 @@ pub fn read_trace(bytes: &[u8]) -> Result<(ChannelBytes, ChannelBytes), String> 
         }
     }
     let [a, b] = d;
-    Ok((a, b))
+    Ok((a, b, t.header.clone()))
 }
 
 fn load_case(dir: &Path) -> Result<Loaded, LoadError> {
     let cj = dir.join("case.json");
-    let meta: Value = serde_json::from_slice(&std::fs::read(&cj).map_err(io(&cj))?)
-        .map_err(|e| LoadError::Format(cj.clone(), e.to_string()))?;
-    let name = meta
-        .get("name")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| dir.display().to_string());
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(&cj).map_err(io(&cj))?).map_err(|e| LoadError::Format(cj.clone(), e.to_string()))?;
+    let name = meta.get("name").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| dir.display().to_string());
     let kind = meta.get("kind").and_then(Value::as_str).unwrap_or("file");
     if kind == "file" {
-        let s = dir.join(
-            meta.get("stream")
-                .and_then(Value::as_str)
-                .unwrap_or("stream.bin"),
-        );
+        let s = dir.join(meta.get("stream").and_then(Value::as_str).unwrap_or("stream.bin"));
         let b = std::fs::read(&s).map_err(io(&s))?;
-        return Ok(Loaded {
-            name,
-            meta: Some(meta),
-            transport: Transport::File,
-            channels: vec![main_file(b)],
-        });
+        return Ok(Loaded { name, meta: Some(meta), transport: Transport::File, channels: vec![main_file(b)] });
     }
     let mut files: Vec<PathBuf> = match meta.get("connections").and_then(Value::as_array) {
-        Some(c) => c
-            .iter()
-            .filter_map(|c| c.get("file").and_then(Value::as_str))
-            .map(|f| dir.join(f))
-            .collect(),
+        Some(c) => c.iter().filter_map(|c| c.get("file").and_then(Value::as_str)).map(|f| dir.join(f)).collect(),
         None => Vec::new(),
     };
     if files.is_empty() {
@@ -133,47 +106,48 @@ fn load_case(dir: &Path) -> Result<Loaded, LoadError> {
             .filter(|p| p.extension().is_some_and(|x| x == "qmtrace"))
             .collect();
         v.sort_by_key(|p| {
-            p.file_stem()
-                .and_then(|s| s.to_str())
-                .and_then(|s| s.trim_start_matches("conn").parse::<u32>().ok())
-                .unwrap_or(u32::MAX)
+            p.file_stem().and_then(|s| s.to_str()).and_then(|s| s.trim_start_matches("conn").parse::<u32>().ok()).unwrap_or(u32::MAX)
         });
         files = v;
     }
     let mut channels = Vec::new();
     let mut multifd = 0;
+    let mut main_seen = false;
+    // Accept order: by the recorded accept time when the headers carry it, else file order.
+    let mut traces = Vec::new();
     for (i, f) in files.iter().enumerate() {
         let b = std::fs::read(f).map_err(io(f))?;
-        let (mut fwd, mut back) = read_trace(&b).map_err(|e| LoadError::Format(f.clone(), e))?;
-        if i == 0 {
-            fwd.channel = Some(Channel::Main);
-            back.channel = Some(Channel::ReturnPath);
-            channels.push(fwd);
-            channels.push(back);
-        } else if fwd.bytes.len() >= 4
-            && u32::from_be_bytes([fwd.bytes[0], fwd.bytes[1], fwd.bytes[2], fwd.bytes[3]])
-                == MULTIFD_MAGIC
-        {
+        let (fwd, back, header) = read_trace_header(&b).map_err(|e| LoadError::Format(f.clone(), e))?;
+        let t = header.get("t_accept_ns").and_then(Value::as_u64).unwrap_or(i as u64);
+        traces.push((t, i, fwd, back));
+    }
+    let mut order: Vec<(u64, usize)> = traces.iter().map(|(t, i, _, _)| (*t, *i)).collect();
+    order.sort();
+    for (t, i, mut fwd, mut back) in traces {
+        let rank = order.iter().position(|o| *o == (t, i)).unwrap_or(i) as u32;
+        fwd.conn = Some(rank);
+        back.conn = Some(rank);
+        let magic = fwd.bytes.get(..4).map(|m| u32::from_be_bytes([m[0], m[1], m[2], m[3]]));
+        if magic == Some(MULTIFD_MAGIC) {
             fwd.channel = Some(Channel::Multifd(multifd));
             multifd += 1;
             channels.push(fwd);
+        } else if !main_seen {
+            main_seen = true;
+            fwd.channel = Some(Channel::Main);
+            back.channel = Some(Channel::ReturnPath);
+            // The main channel leads, whatever its accept order.
+            channels.insert(0, back);
+            channels.insert(0, fwd);
         } else {
             fwd.channel = Some(Channel::Preempt);
             channels.push(fwd);
         }
     }
     if channels.is_empty() {
-        return Err(LoadError::Format(
-            dir.to_path_buf(),
-            "socket case without connection traces".into(),
-        ));
+        return Err(LoadError::Format(dir.to_path_buf(), "socket case without connection traces".into()));
     }
-    Ok(Loaded {
-        name,
-        meta: Some(meta),
-        transport: Transport::Socket,
-        channels,
-    })
+    Ok(Loaded { name, meta: Some(meta), transport: Transport::Socket, channels })
 }
 
 /// A side's settings from case.json (inputs only: never the outcome fields).
@@ -189,18 +163,11 @@ pub fn side_from_meta(v: Option<&Value>) -> Option<SideProfile> {
         caps: v
             .get("caps")
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
             .unwrap_or_default(),
-        params: v
-            .get("params")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default(),
+        params: v.get("params").and_then(Value::as_object).cloned().unwrap_or_default(),
+        uuid: v.get("uuid").and_then(Value::as_str).map(str::to_string),
+        vm_running: v.get("vm_state").and_then(Value::as_str).is_none_or(|s| s == "running"),
     })
 }
 
@@ -213,20 +180,9 @@ pub fn decode_channels(l: &Loaded, src: &SideProfile) -> (Vec<Event>, Option<Mai
         match ch.channel.clone().unwrap_or(Channel::Main) {
             Channel::Main => main_dec = Some(events::decode_main(ch, ctx.clone(), &mut evs)),
             Channel::ReturnPath => events::decode_rp(ch, &mut evs),
-            Channel::Multifd(i) => events::decode_multifd(
-                ch,
-                main_dec
-                    .as_ref()
-                    .map(|d| d.ctx.clone())
-                    .unwrap_or(ctx.clone()),
-                i,
-                &mut evs,
-            ),
+            Channel::Multifd(i) => events::decode_multifd(ch, main_dec.as_ref().map(|d| d.ctx.clone()).unwrap_or(ctx.clone()), i, &mut evs),
             Channel::Preempt => {
-                let (c, ram) = main_dec
-                    .as_ref()
-                    .map(|d| (d.ctx.clone(), d.ram.clone()))
-                    .unwrap_or((ctx.clone(), Default::default()));
+                let (c, ram) = main_dec.as_ref().map(|d| (d.ctx.clone(), d.ram.clone())).unwrap_or((ctx.clone(), Default::default()));
                 events::decode_preempt(ch, c, ram, &mut evs)
             }
             Channel::Other(_) => {}
@@ -238,18 +194,13 @@ pub fn decode_channels(l: &Loaded, src: &SideProfile) -> (Vec<Event>, Option<Mai
 fn status_of(side: Option<&Value>) -> Option<Status> {
     let side = side?;
     let st = side.get("final_status").and_then(Value::as_str);
-    let killed = side
-        .get("killed_by_harness")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let killed = side.get("killed_by_harness").and_then(Value::as_bool).unwrap_or(false);
     let exit = side.get("exit_status").and_then(Value::as_i64);
     Some(match st {
         Some("completed") => Status::Completed,
         Some("failed") | Some("cancelled") => Status::Failed,
         Some("not-run") => Status::NotRun,
-        Some(s) if (s.contains("active") || s == "device" || s == "setup") && killed => {
-            Status::Waiting
-        }
+        Some(s) if (s.contains("active") || s == "device" || s == "setup") && killed => Status::Waiting,
         Some("postcopy-active") => Status::Completed,
         _ if exit.is_some_and(|e| e != 0) => Status::Failed,
         _ => return None,
@@ -267,14 +218,38 @@ pub fn run(l: &Loaded, src: SideProfile, dst: Option<SideProfile>) -> Report {
             c = c.with_bytes(name, &ch.bytes);
         }
     }
+    if !c.dst.has("multifd") {
+        if let Some(ch) = l.channels.iter().find(|ch| matches!(ch.channel, Some(Channel::Multifd(_))) && ch.conn == Some(0)) {
+            let ev = Event {
+                channel: ch.channel.clone().unwrap_or(Channel::Main),
+                offset: 0,
+                len: 0,
+                t_ns: ch.time_at(0),
+                depth: 0,
+                section: None,
+                kind: events::EventKind::ChannelEnd { bytes: 0 },
+            };
+            c.report(
+                crate::rules::CAPS_MULTIFD_ONE_SIDED,
+                &ev,
+                true,
+                "Not a migration stream: the destination (multifd off) took a multifd channel for its main channel".into(),
+            );
+        }
+    }
     for e in &evs {
         c.event(e);
     }
     let outcome = conclude(&c, l.transport, dst_loaded);
-    let has_rp = l
-        .channels
-        .iter()
-        .any(|c| c.channel == Some(Channel::ReturnPath) && !c.bytes.is_empty());
+    // A stream cut after the destination had failed, or while the source waited, is a
+    // consequence of that outcome, not a violation of its own.
+    if let Some(cause) = outcome.cause.filter(|c| *c != crate::rules::TRUNCATED) {
+        for f in c.findings.iter_mut().filter(|f| f.rule == crate::rules::TRUNCATED) {
+            f.severity = crate::rules::Severity::Info;
+            f.message = format!("(consequence of {cause}) {}", f.message);
+        }
+    }
+    let has_rp = l.channels.iter().any(|c| c.channel == Some(Channel::ReturnPath) && !c.bytes.is_empty());
     let findings = c.findings.clone();
     let mut r = Report {
         input: l.name.clone(),
@@ -302,12 +277,7 @@ pub fn compare_with_recording(r: &mut Report, meta: Option<&Value>) {
         .get("dst")
         .and_then(|d| d.get("stderr"))
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
         .unwrap_or_default();
     let mut mism = Vec::new();
     let check = |what: &str, pred: Status, rec: Option<Status>, mism: &mut Vec<String>| {
@@ -318,37 +288,37 @@ pub fn compare_with_recording(r: &mut Report, meta: Option<&Value>) {
         }
     };
     check("source", r.outcome.src, s, &mut mism);
+    // The harness stops a waiting source; the destination then fails on the cut stream.
+    let d = match (r.outcome.cause, r.outcome.dst, d) {
+        (Some(crate::rules::SRC_ACK_WAITING), Status::Waiting, Some(Status::Failed)) => Some(Status::Waiting),
+        (_, _, d) => d,
+    };
     check("destination", r.outcome.dst, d, &mut mism);
     if r.outcome.dst == Status::Failed && d == Some(Status::Failed) {
-        if let Some(msg) = r
-            .outcome
-            .cause
-            .and_then(crate::rules::rule)
-            .and_then(|ru| ru.qemu_message)
-        {
+        if let Some(msg) = r.outcome.cause.and_then(crate::rules::rule).and_then(|ru| ru.qemu_message) {
             if !dst_stderr.is_empty() && !dst_stderr.iter().any(|l| l.contains(msg)) {
-                mism.push(format!(
-                    "cause {}: expected the destination to print '{msg}'",
-                    r.outcome.cause.unwrap_or_default()
-                ));
+                mism.push(format!("cause {}: expected the destination to print '{msg}'", r.outcome.cause.unwrap_or_default()));
             }
         }
     }
-    r.recorded = Some(Recorded {
-        src: s.unwrap_or(Status::Unknown),
-        dst: d.unwrap_or(Status::Unknown),
-        dst_stderr,
-    });
+    r.recorded = Some(Recorded { src: s.unwrap_or(Status::Unknown), dst: d.unwrap_or(Status::Unknown), dst_stderr });
     r.matches_recording = Some(mism.is_empty());
     r.mismatch = mism;
 }
 
 /// Replay a case directory with the settings its case.json gives.
 pub fn replay_case(l: &Loaded) -> Report {
-    let meta = l.meta.as_ref();
-    let src = side_from_meta(meta.and_then(|m| m.get("src"))).unwrap_or_default();
-    let dst = side_from_meta(meta.and_then(|m| m.get("dst")));
+    let (src, dst) = sides(l.meta.as_ref());
     run(l, src, dst)
+}
+
+/// Both sides' settings from case.json (the destination is `None` when nobody loaded it).
+pub fn sides(meta: Option<&Value>) -> (SideProfile, Option<SideProfile>) {
+    let mut src = side_from_meta(meta.and_then(|m| m.get("src"))).unwrap_or_default();
+    if let Some(st) = meta.and_then(|m| m.pointer("/capture/vm_state_at_migrate")).and_then(Value::as_str) {
+        src.vm_running = st == "running";
+    }
+    (src, side_from_meta(meta.and_then(|m| m.get("dst"))))
 }
 
 /// The outcome alone (for tests that delete the recording's fields).
@@ -373,11 +343,35 @@ pub fn check_streaming(path: &Path, src: SideProfile, dst: SideProfile, progress
     let ctx = src.codec_context();
     let name;
     let feed = |d: &qmig_codec::Decoded<qmig_codec::Record<'_>>, c: &mut Checker<'_>| {
-        let ev = Event { channel: Channel::Main, offset: d.offset, len: d.len, t_ns: None, depth: d.depth, section: d.section, kind: events::main_event(&d.record) };
+        let ev = Event {
+            channel: Channel::Main,
+            offset: d.offset,
+            len: d.len,
+            t_ns: None,
+            depth: d.depth,
+            section: d.section,
+            kind: events::main_event(&d.record),
+        };
         c.event(&ev);
     };
-    let err_event = |e: qmig_codec::DecodeError| Event { channel: Channel::Main, offset: e.offset, len: 0, t_ns: None, depth: 0, section: None, kind: events::EventKind::Error(e) };
-    let end_event = |n: u64| Event { channel: Channel::Main, offset: n, len: 0, t_ns: None, depth: 0, section: None, kind: events::EventKind::ChannelEnd { bytes: n } };
+    let err_event = |e: qmig_codec::DecodeError| Event {
+        channel: Channel::Main,
+        offset: e.offset,
+        len: 0,
+        t_ns: None,
+        depth: 0,
+        section: None,
+        kind: events::EventKind::Error(e),
+    };
+    let end_event = |n: u64| Event {
+        channel: Channel::Main,
+        offset: n,
+        len: 0,
+        t_ns: None,
+        depth: 0,
+        section: None,
+        kind: events::EventKind::ChannelEnd { bytes: n },
+    };
     if path.as_os_str() == "-" {
         name = "<stdin>".to_string();
         let mut ch = qmig_codec::Chunked::new(MainDecoder::new(ctx));

@@ -73,17 +73,8 @@ pub struct Report {
 
 /// Grade one side.
 pub fn side_report(findings: &[Finding], side: Side, observed: bool) -> SideReport {
-    let n = |s: Severity| {
-        findings
-            .iter()
-            .filter(|f| f.side == side && f.severity == s)
-            .count()
-    };
-    let (errors, warnings, unsupported) = (
-        n(Severity::Error),
-        n(Severity::Warning),
-        n(Severity::Unsupported),
-    );
+    let n = |s: Severity| findings.iter().filter(|f| f.side == side && f.severity == s).count();
+    let (errors, warnings, unsupported) = (n(Severity::Error), n(Severity::Warning), n(Severity::Unsupported));
     let verdict = if errors > 0 {
         Verdict::Fail
     } else if unsupported > 0 {
@@ -95,12 +86,7 @@ pub fn side_report(findings: &[Finding], side: Side, observed: bool) -> SideRepo
     } else {
         Verdict::Informational
     };
-    SideReport {
-        verdict,
-        errors,
-        warnings,
-        unsupported,
-    }
+    SideReport { verdict, errors, warnings, unsupported }
 }
 
 impl Report {
@@ -110,11 +96,7 @@ impl Report {
             input: String::new(),
             src: side_report(&[], Side::Src, false),
             dst: side_report(&[], Side::Dst, false),
-            outcome: Outcome {
-                src: Status::Unknown,
-                dst: Status::Unknown,
-                cause: None,
-            },
+            outcome: Outcome { src: Status::Unknown, dst: Status::Unknown, cause: None },
             findings: Vec::new(),
             recorded: None,
             matches_recording: None,
@@ -126,14 +108,10 @@ impl Report {
     /// The process exit code: 0 conformed and matching, 1 violation or contradiction,
     /// 3 only unsupported items.
     pub fn exit_code(&self) -> i32 {
-        let fail = self.src.verdict == Verdict::Fail
-            || self.dst.verdict == Verdict::Fail
-            || self.matches_recording == Some(false);
+        let fail = self.src.verdict == Verdict::Fail || self.dst.verdict == Verdict::Fail || self.matches_recording == Some(false);
         if fail {
             1
-        } else if self.src.verdict == Verdict::Unsupported
-            || self.dst.verdict == Verdict::Unsupported
-        {
+        } else if self.src.verdict == Verdict::Unsupported || self.dst.verdict == Verdict::Unsupported {
             3
         } else {
             0
@@ -159,28 +137,14 @@ impl Report {
             "  outcome:     src {:?}, dst {:?}{}",
             self.outcome.src,
             self.outcome.dst,
-            self.outcome
-                .cause
-                .map(|c| format!(", cause {c}"))
-                .unwrap_or_default()
+            self.outcome.cause.map(|c| format!(", cause {c}")).unwrap_or_default()
         );
         if let Some(m) = self.matches_recording {
-            let _ = writeln!(
-                s,
-                "  recording:   {}",
-                if m {
-                    "matches".to_string()
-                } else {
-                    format!("DIFFERS: {}", self.mismatch.join("; "))
-                }
-            );
+            let _ =
+                writeln!(s, "  recording:   {}", if m { "matches".to_string() } else { format!("DIFFERS: {}", self.mismatch.join("; ")) });
         }
         for f in &self.findings {
-            let sec = f
-                .section
-                .as_ref()
-                .map(|x| format!(" [{} '{}']", x.id, x.idstr))
-                .unwrap_or_default();
+            let sec = f.section.as_ref().map(|x| format!(" [{} '{}']", x.id, x.idstr)).unwrap_or_default();
             let _ = writeln!(
                 s,
                 "  {:<11} {:<6} {} @{}:0x{:x}{}{}: {}",
@@ -190,11 +154,7 @@ impl Report {
                 f.channel,
                 f.offset,
                 sec,
-                if f.qemu_rejects {
-                    " (QEMU rejects)"
-                } else {
-                    ""
-                },
+                if f.qemu_rejects { " (QEMU rejects)" } else { "" },
                 f.message
             );
             if !f.context.is_empty() && f.severity >= Severity::Warning {
@@ -211,46 +171,31 @@ impl Report {
 
     /// JUnit XML: one testsuite, a testcase per side, failures per finding.
     pub fn junit(reports: &[Report]) -> String {
-        let esc = |t: &str| {
-            t.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('"', "&quot;")
-        };
+        let esc = |t: &str| t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
         let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         let tests = reports.len() * 3;
         let failures: usize = reports
             .iter()
             .map(|r| {
-                [r.src.verdict, r.dst.verdict]
-                    .iter()
-                    .filter(|v| **v == Verdict::Fail)
-                    .count()
+                [r.src.verdict, r.dst.verdict].iter().filter(|v| **v == Verdict::Fail).count()
                     + (r.matches_recording == Some(false)) as usize
             })
             .sum();
-        let _ = writeln!(
-            s,
-            "<testsuite name=\"qmig\" tests=\"{tests}\" failures=\"{failures}\">"
-        );
+        let _ = writeln!(s, "<testsuite name=\"qmig\" tests=\"{tests}\" failures=\"{failures}\">");
         for r in reports {
-            for (side, sr, who) in [
-                ("source", &r.src, Side::Src),
-                ("destination", &r.dst, Side::Dst),
-            ] {
-                let _ = writeln!(
-                    s,
-                    "  <testcase classname=\"{}\" name=\"{side}\">",
-                    esc(&r.input)
-                );
+            for (side, sr, who) in [("source", &r.src, Side::Src), ("destination", &r.dst, Side::Dst)] {
+                let _ = writeln!(s, "  <testcase classname=\"{}\" name=\"{side}\">", esc(&r.input));
                 match sr.verdict {
                     Verdict::Fail => {
-                        for f in r
-                            .findings
-                            .iter()
-                            .filter(|f| f.side == who && f.severity == Severity::Error)
-                        {
-                            let _ = writeln!(s, "    <failure type=\"{}\" message=\"{}\">{} offset 0x{:x}</failure>", f.rule, esc(&f.message), f.channel, f.offset);
+                        for f in r.findings.iter().filter(|f| f.side == who && f.severity == Severity::Error) {
+                            let _ = writeln!(
+                                s,
+                                "    <failure type=\"{}\" message=\"{}\">{} offset 0x{:x}</failure>",
+                                f.rule,
+                                esc(&f.message),
+                                f.channel,
+                                f.offset
+                            );
                         }
                     }
                     Verdict::Unsupported => {
@@ -260,17 +205,9 @@ impl Report {
                 }
                 let _ = writeln!(s, "  </testcase>");
             }
-            let _ = writeln!(
-                s,
-                "  <testcase classname=\"{}\" name=\"outcome\">",
-                esc(&r.input)
-            );
+            let _ = writeln!(s, "  <testcase classname=\"{}\" name=\"outcome\">", esc(&r.input));
             if r.matches_recording == Some(false) {
-                let _ = writeln!(
-                    s,
-                    "    <failure type=\"outcome\" message=\"{}\"/>",
-                    esc(&r.mismatch.join("; "))
-                );
+                let _ = writeln!(s, "    <failure type=\"outcome\" message=\"{}\"/>", esc(&r.mismatch.join("; ")));
             }
             let _ = writeln!(s, "  </testcase>");
         }

@@ -99,7 +99,7 @@ rules! {
     RP_BAD = "rp/decode", Dst, Error, "Every return-path message is framed with a known length (≤ 512).", "migration/migration.c:source_return_path_thread", Some("message");
     RP_UNKNOWN = "rp/unknown-type", Dst, Error, "Return-path messages have a type the source knows.", "migration/migration.c:source_return_path_thread", Some("Received invalid message");
     RP_WITHOUT_OPEN = "rp/without-open", Dst, Error, "The destination writes on the return path only after OPEN_RETURN_PATH.", "migration/savevm.c:loadvm_process_command", None;
-    RP_PONG_UNMATCHED = "rp/pong/unmatched", Dst, Error, "Each PONG echoes the value of an outstanding PING, in order.", "migration/savevm.c:loadvm_process_command", None;
+    RP_PONG_UNMATCHED = "rp/pong/unmatched", Dst, Error, "Each PONG echoes the value of an outstanding PING (in postcopy PONGs may overtake each other).", "migration/savevm.c:loadvm_process_command", None;
     RP_PONG_MISSING = "rp/pong/missing", Dst, Warning, "Every PING is answered by a PONG before the return path closes.", "migration/savevm.c:loadvm_process_command", None;
     RP_REQ_NOT_POSTCOPY = "rp/req-pages/not-postcopy", Dst, Error, "Page requests are sent only once postcopy is advised.", "migration/postcopy-ram.c:postcopy_request_page", None;
     RP_REQ_UNKNOWN_BLOCK = "rp/req-pages/unknown-block", Dst, Error, "Page requests name a RAMBlock the source announced (REQ_PAGES needs a previous REQ_PAGES_ID).", "migration/migration.c:migrate_handle_rp_req_pages", Some("invalid block");
@@ -152,19 +152,11 @@ mod tests {
         for r in CATALOGUE {
             assert!(seen.insert(r.id), "duplicate {}", r.id);
             assert!(
-                r.id.split('/').count() >= 2
-                    && r.id.chars().all(|c| c.is_ascii_lowercase()
-                        || c.is_ascii_digit()
-                        || c == '/'
-                        || c == '-'),
+                r.id.split('/').count() >= 2 && r.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '/' || c == '-'),
                 "{}",
                 r.id
             );
-            assert!(
-                r.qemu_ref.contains('/') || r.qemu_ref.contains('.'),
-                "{} has no source ref",
-                r.id
-            );
+            assert!(r.qemu_ref.contains('/') || r.qemu_ref.contains('.'), "{} has no source ref", r.id);
             assert!(r.requirement.ends_with('.'), "{}", r.id);
         }
     }

@@ -67,16 +67,9 @@ impl Builder {
     pub fn config(&mut self, machine: &[u8], caps: &[&[u8]]) -> &mut Self {
         let mut subsections = Vec::new();
         if !caps.is_empty() {
-            subsections.push(ConfigSubsection::Capabilities {
-                version: 1,
-                count: caps.len() as u32,
-                names: caps.to_vec(),
-            });
+            subsections.push(ConfigSubsection::Capabilities { version: 1, count: caps.len() as u32, names: caps.to_vec() });
         }
-        let c = Configuration {
-            machine,
-            subsections,
-        };
+        let c = Configuration { machine, subsections };
         self.main(|o| c.encode(o))
     }
 
@@ -87,20 +80,11 @@ impl Builder {
     }
 
     /// A section header.
-    pub fn section(
-        &mut self,
-        ty: SectionType,
-        id: u32,
-        ident: Option<(&[u8], u32, u32)>,
-    ) -> &mut Self {
+    pub fn section(&mut self, ty: SectionType, id: u32, ident: Option<(&[u8], u32, u32)>) -> &mut Self {
         let h = SectionHeader {
             ty,
             section_id: id,
-            full: ident.map(|(idstr, instance_id, version_id)| SectionIdent {
-                idstr,
-                instance_id,
-                version_id,
-            }),
+            full: ident.map(|(idstr, instance_id, version_id)| SectionIdent { idstr, instance_id, version_id }),
         };
         self.main(|o| h.encode(o))
     }
@@ -130,10 +114,7 @@ impl Builder {
     pub fn ram_setup(&mut self, id: u32) -> &mut Self {
         self.section(SectionType::START, id, Some((b"ram", 0, 4)))
             .ram(&[
-                RamRecord::MemSize {
-                    raw: BLOCK_LEN | 4,
-                    total: BLOCK_LEN,
-                },
+                RamRecord::MemSize { raw: BLOCK_LEN | 4, total: BLOCK_LEN },
                 RamRecord::Block(RamBlockEntry {
                     idstr: BLOCK,
                     used_length: BLOCK_LEN,
@@ -151,20 +132,8 @@ impl Builder {
     pub fn ram_part(&mut self, ty: SectionType, id: u32, off: u64, page: &[u8]) -> &mut Self {
         self.section(ty, id, None)
             .ram(&[
-                RamRecord::Page {
-                    raw: off | 8,
-                    offset: off,
-                    block: Some(BLOCK),
-                    block_index: Some(0),
-                    data: page,
-                },
-                RamRecord::Zero {
-                    raw: (off + PAGE as u64) | 0x22,
-                    offset: off + PAGE as u64,
-                    block: None,
-                    block_index: Some(0),
-                    fill: 0,
-                },
+                RamRecord::Page { raw: off | 8, offset: off, block: Some(BLOCK), block_index: Some(0), data: page },
+                RamRecord::Zero { raw: (off + PAGE as u64) | 0x22, offset: off + PAGE as u64, block: None, block_index: Some(0), fill: 0 },
                 eos(),
             ])
             .footer(id)
@@ -172,9 +141,7 @@ impl Builder {
 
     /// A device FULL section with an opaque body, and its footer.
     pub fn device(&mut self, id: u32, idstr: &[u8], body: &[u8]) -> &mut Self {
-        self.section(SectionType::FULL, id, Some((idstr, 0, 1)))
-            .raw(body)
-            .footer(id)
+        self.section(SectionType::FULL, id, Some((idstr, 0, 1))).raw(body).footer(id)
     }
 
     /// EOF alone (postcopy streams carry no vmdesc).
@@ -190,12 +157,8 @@ impl Builder {
                 .iter()
                 .map(|(n, size)| serde_json::json!({"name": n, "instance_id": 0, "vmsd_name": n, "version": 1, "fields": [{"name": "data", "type": "buffer", "size": size}]}))
                 .collect();
-            let json = serde_json::to_vec(&serde_json::json!({"page_size": PAGE, "devices": devs}))
-                .unwrap_or_default();
-            let v = VmDescTrailer {
-                len: json.len() as u32,
-                json: &json,
-            };
+            let json = serde_json::to_vec(&serde_json::json!({"page_size": PAGE, "devices": devs})).unwrap_or_default();
+            let v = VmDescTrailer { len: json.len() as u32, json: &json };
             self.main(|o| v.encode(o));
         }
         self
@@ -214,12 +177,14 @@ impl Builder {
                     bytes: self.main.clone(),
                     chunks: self.main_chunks.clone(),
                     closed: true,
+                    conn: Some(0),
                 },
                 ChannelBytes {
                     channel: Some(Channel::ReturnPath),
                     bytes: self.rp.clone(),
                     chunks: self.rp_chunks.clone(),
                     closed: rp_closed,
+                    conn: Some(0),
                 },
             ],
         }
@@ -233,9 +198,7 @@ pub fn eos<'a>() -> RamRecord<'a> {
 
 /// A recognisable page.
 pub fn page_bytes(seed: u8) -> Vec<u8> {
-    (0..PAGE)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
+    (0..PAGE).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
 
 /// A well-formed precopy socket stream with return path: the baseline of negative tests.
@@ -244,20 +207,14 @@ pub fn baseline(b: &mut Builder, page: &[u8]) {
         .config(b"pc-i440fx-10.0", &[])
         .cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath)
         .cmd(CommandCode::PING, CommandBody::Ping { value: 1 })
-        .rp(RpMessage::new(
-            RpMessageType::PONG,
-            RpBody::Pong { value: 1 },
-        ))
+        .rp(RpMessage::new(RpMessageType::PONG, RpBody::Pong { value: 1 }))
         .ram_setup(2)
         .ram_part(SectionType::PART, 2, 0, page)
         .cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart)
         .ram_part(SectionType::END, 2, 0x2000, page)
         .device(3, b"timer", &[0u8; 24])
         .eof(&[("timer", 24)])
-        .rp(RpMessage::new(
-            RpMessageType::SHUT,
-            RpBody::Shut { error: 0 },
-        ));
+        .rp(RpMessage::new(RpMessageType::SHUT, RpBody::Shut { error: 0 }));
 }
 
 /// A synthetic VFIO precopy stream with switchover-ack (QEMU needs hardware for this).
@@ -273,65 +230,28 @@ pub fn vfio_stream_ack(b: &mut Builder, ack: bool) {
         .config(b"pc-q35-10.0", &[])
         .cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath)
         .cmd(CommandCode::PING, CommandBody::Ping { value: 1 })
-        .rp(RpMessage::new(
-            RpMessageType::PONG,
-            RpBody::Pong { value: 1 },
-        ))
+        .rp(RpMessage::new(RpMessageType::PONG, RpBody::Pong { value: 1 }))
         .ram_setup(2)
         .section(SectionType::START, 5, Some((b"0000:00:05.0/vfio", 0, 1)))
-        .vfio(&[
-            VfioRecord::Marker {
-                tag: VfioTag::DEV_SETUP_STATE,
-            },
-            VfioRecord::Marker {
-                tag: VfioTag::END_OF_STATE,
-            },
-        ])
+        .vfio(&[VfioRecord::Marker { tag: VfioTag::DEV_SETUP_STATE }, VfioRecord::Marker { tag: VfioTag::END_OF_STATE }])
         .footer(5)
         .ram_part(SectionType::PART, 2, 0, &data)
         .section(SectionType::PART, 5, None)
-        .vfio(&[
-            VfioRecord::Data {
-                size: 1000,
-                data: &data[..1000],
-            },
-            VfioRecord::Marker {
-                tag: VfioTag::DEV_INIT_DATA_SENT,
-            },
-        ])
+        .vfio(&[VfioRecord::Data { size: 1000, data: &data[..1000] }, VfioRecord::Marker { tag: VfioTag::DEV_INIT_DATA_SENT }])
         .footer(5);
     if ack {
-        b.rp(RpMessage::new(
-            RpMessageType::SWITCHOVER_ACK,
-            RpBody::SwitchoverAck,
-        ));
+        b.rp(RpMessage::new(RpMessageType::SWITCHOVER_ACK, RpBody::SwitchoverAck));
     }
     b.cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart)
         .ram_part(SectionType::END, 2, 0x4000, &data)
         .section(SectionType::END, 5, None)
-        .vfio(&[
-            VfioRecord::Data {
-                size: 4096,
-                data: &data,
-            },
-            VfioRecord::Marker {
-                tag: VfioTag::END_OF_STATE,
-            },
-        ])
+        .vfio(&[VfioRecord::Data { size: 4096, data: &data }, VfioRecord::Marker { tag: VfioTag::END_OF_STATE }])
         .footer(5)
         .section(SectionType::FULL, 6, Some((b"0000:00:05.0/vfio", 0, 1)))
-        .vfio(&[
-            VfioRecord::Config { data: &cfg },
-            VfioRecord::Marker {
-                tag: VfioTag::END_OF_STATE,
-            },
-        ])
+        .vfio(&[VfioRecord::Config { data: &cfg }, VfioRecord::Marker { tag: VfioTag::END_OF_STATE }])
         .footer(6)
         .eof(&[("0000:00:05.0/vfio", 80)])
-        .rp(RpMessage::new(
-            RpMessageType::SHUT,
-            RpBody::Shut { error: 0 },
-        ));
+        .rp(RpMessage::new(RpMessageType::SHUT, RpBody::Shut { error: 0 }));
 }
 
 /// A synthetic XBZRLE stream (QEMU produces XBZRLE only on re-dirtied pages after a full pass).
@@ -386,10 +306,7 @@ pub fn rfc_initial_data_stream(b: &mut Builder) {
         .raw(&[&[8u8, 0, 11, 1, 12][..], &d].concat())
         .ram_setup(2)
         .ram_part(SectionType::PART, 2, 0, &page)
-        .rp(RpMessage::new(
-            RpMessageType::INITIAL_DATA_LOADED_ACK,
-            RpBody::SwitchoverAck,
-        ))
+        .rp(RpMessage::new(RpMessageType::INITIAL_DATA_LOADED_ACK, RpBody::SwitchoverAck))
         .ram_part(SectionType::END, 2, 0x2000, &page)
         .eof(&[]);
 }
@@ -399,16 +316,8 @@ pub fn postcopy_stream(b: &mut Builder) {
     let page = page_bytes(5);
     let mut pkg = Vec::new();
     Command::new(CommandCode::POSTCOPY_LISTEN, CommandBody::PostcopyListen).encode(&mut pkg);
-    SectionHeader {
-        ty: SectionType::FULL,
-        section_id: 3,
-        full: Some(SectionIdent {
-            idstr: b"timer",
-            instance_id: 0,
-            version_id: 2,
-        }),
-    }
-    .encode(&mut pkg);
+    SectionHeader { ty: SectionType::FULL, section_id: 3, full: Some(SectionIdent { idstr: b"timer", instance_id: 0, version_id: 2 }) }
+        .encode(&mut pkg);
     pkg.extend_from_slice(&[0u8; 24]);
     Footer { section_id: 3 }.encode(&mut pkg);
     Command::new(CommandCode::PING, CommandBody::Ping { value: 3 }).encode(&mut pkg);
@@ -420,69 +329,27 @@ pub fn postcopy_stream(b: &mut Builder) {
         .cmd(CommandCode::PING, CommandBody::Ping { value: 1 })
         .cmd(
             CommandCode::POSTCOPY_ADVISE,
-            CommandBody::PostcopyAdvise(Advise::Sizes {
-                ram_pagesize_summary: 4096,
-                target_page_size: 4096,
-            }),
+            CommandBody::PostcopyAdvise(Advise::Sizes { ram_pagesize_summary: 4096, target_page_size: 4096 }),
         )
-        .rp(RpMessage::new(
-            RpMessageType::PONG,
-            RpBody::Pong { value: 1 },
-        ))
+        .rp(RpMessage::new(RpMessageType::PONG, RpBody::Pong { value: 1 }))
         .ram_setup(2)
         .ram_part(SectionType::PART, 2, 0, &page)
         .cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart)
         .cmd(
             CommandCode::POSTCOPY_RAM_DISCARD,
-            CommandBody::PostcopyRamDiscard {
-                version: 0,
-                block: BLOCK,
-                nil: 0,
-                ranges: &ranges,
-                count: 1,
-            },
+            CommandBody::PostcopyRamDiscard { version: 0, block: BLOCK, nil: 0, ranges: &ranges, count: 1 },
         )
         .cmd(CommandCode::PING, CommandBody::Ping { value: 2 })
-        .cmd(
-            CommandCode::PACKAGED,
-            CommandBody::Packaged {
-                length: pkg.len() as u32,
-            },
-        )
+        .cmd(CommandCode::PACKAGED, CommandBody::Packaged { length: pkg.len() as u32 })
         .raw(&pkg)
-        .rp(RpMessage::new(
-            RpMessageType::PONG,
-            RpBody::Pong { value: 2 },
-        ))
-        .rp(RpMessage::new(
-            RpMessageType::PONG,
-            RpBody::Pong { value: 3 },
-        ))
-        .rp(RpMessage::new(
-            RpMessageType::REQ_PAGES_ID,
-            RpBody::ReqPagesId {
-                start: 0x8000,
-                len: 4096,
-                block: BLOCK,
-            },
-        ))
-        .rp(RpMessage::new(
-            RpMessageType::REQ_PAGES,
-            RpBody::ReqPages {
-                start: 0x9000,
-                len: 4096,
-            },
-        ))
+        .rp(RpMessage::new(RpMessageType::PONG, RpBody::Pong { value: 2 }))
+        .rp(RpMessage::new(RpMessageType::PONG, RpBody::Pong { value: 3 }))
+        .rp(RpMessage::new(RpMessageType::REQ_PAGES_ID, RpBody::ReqPagesId { start: 0x8000, len: 4096, block: BLOCK }))
+        .rp(RpMessage::new(RpMessageType::REQ_PAGES, RpBody::ReqPages { start: 0x9000, len: 4096 }))
         .cmd(CommandCode::PING, CommandBody::Ping { value: 4 })
-        .rp(RpMessage::new(
-            RpMessageType::PONG,
-            RpBody::Pong { value: 4 },
-        ))
+        .rp(RpMessage::new(RpMessageType::PONG, RpBody::Pong { value: 4 }))
         .ram_part(SectionType::PART, 2, 0x8000, &page)
         .ram_part(SectionType::END, 2, 0xa000, &page)
         .eof_only()
-        .rp(RpMessage::new(
-            RpMessageType::SHUT,
-            RpBody::Shut { error: 0 },
-        ));
+        .rp(RpMessage::new(RpMessageType::SHUT, RpBody::Shut { error: 0 }));
 }
