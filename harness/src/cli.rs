@@ -389,3 +389,27 @@ pub fn rules(json: bool) -> Result<i32, String> {
     }
     Ok(0)
 }
+
+/// `qmig record`.
+pub fn record(listen: &str, upstream: &str, out: &Path, timeout: u64, idle_exit_ms: u64, max_conns: Option<usize>) -> Result<i32, String> {
+    use crate::peer::record::{RecordConfig, Recorder};
+    let cfg = RecordConfig {
+        listen: listen.parse()?,
+        upstream: upstream.parse()?,
+        out: out.to_path_buf(),
+        timeout: std::time::Duration::from_secs(timeout),
+        idle_exit: std::time::Duration::from_millis(idle_exit_ms),
+        max_conns,
+    };
+    let r = Recorder::bind(cfg).map_err(|e| format!("bind {listen}: {e}"))?;
+    println!("listening on {}", r.local());
+    let _ = std::io::stdout().flush();
+    let sum = r.serve().map_err(|e| e.to_string())?;
+    eprintln!(
+        "recorded {} connection(s) into {}{}",
+        sum.connections,
+        out.display(),
+        if sum.timed_out { " (stopped by --timeout)" } else { "" }
+    );
+    Ok(if sum.timed_out { 3 } else { 0 })
+}

@@ -70,6 +70,28 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Record a migration: a proxy between the source and the real destination that writes
+    /// every connection, both directions, as QMIGTRC1 traces.
+    Record {
+        /// Where the source connects (tcp:HOST:PORT, HOST:PORT or unix:PATH; port 0 = any).
+        #[arg(long)]
+        listen: String,
+        /// The real destination's incoming address.
+        #[arg(long)]
+        upstream: String,
+        /// Output directory for conn<N>.qmtrace.
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop after this many seconds in all.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Stop when no connection has been open for this many ms (after the first; 0 = never).
+        #[arg(long, default_value_t = 0)]
+        idle_exit_ms: u64,
+        /// Stop after this many connections have finished.
+        #[arg(long)]
+        max_conns: Option<usize>,
+    },
     /// List the rule catalogue.
     Rules {
         /// JSON output.
@@ -93,6 +115,9 @@ fn main() -> ExitCode {
         Cmd::Check { path, sides, out } => cli::check(&path, &sides, &out),
         Cmd::Preflight { sides, json } => cli::preflight(&sides, json),
         Cmd::Rules { json } => cli::rules(json),
+        Cmd::Record { listen, upstream, out, timeout, idle_exit_ms, max_conns } => {
+            cli::record(&listen, &upstream, &out, timeout, idle_exit_ms, max_conns)
+        }
     };
     match r {
         Ok(code) => ExitCode::from(code as u8),
