@@ -69,8 +69,8 @@ pub fn read_trace(bytes: &[u8]) -> Result<(ChannelBytes, ChannelBytes), String> 
 pub fn read_trace_header(bytes: &[u8]) -> Result<(ChannelBytes, ChannelBytes, Value), String> {
     let t = crate::case::parse_trace(bytes).map_err(|e| e.to_string())?;
     let mut d = [ChannelBytes::default(), ChannelBytes::default()];
-    for r in t.records() {
-        let side = &mut d[(r.dir & 1) as usize];
+    for r in &t.records {
+        let side = &mut d[r.dir.index()];
         match r.kind {
             crate::case::RecordKind::Data => {
                 side.chunks.push((side.bytes.len() as u64, r.t_ns));
@@ -80,7 +80,7 @@ pub fn read_trace_header(bytes: &[u8]) -> Result<(ChannelBytes, ChannelBytes, Va
         }
     }
     let [a, b] = d;
-    Ok((a, b, t.header.clone()))
+    Ok((a, b, Value::Object(t.header.clone())))
 }
 
 fn load_case(dir: &Path) -> Result<Loaded, LoadError> {
