@@ -1061,7 +1061,7 @@ mod tests {
         assert_eq!(t.direction_bytes(Direction::SrcToDst), vec![7u8; 100_000]);
         let c = Case::open_path(&p).unwrap();
         assert!(c.meta.is_none());
-        assert_eq!(c.connection_paths(), &[p.clone()]);
+        assert_eq!(c.connection_paths(), std::slice::from_ref(&p));
         assert_eq!(c.name(), "conn0.qmtrace");
     }
 

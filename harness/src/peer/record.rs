@@ -211,10 +211,12 @@ impl SharedTrace {
         let mut b = Vec::with_capacity(14 + payload.len());
         b.push(code);
         b.push(dir);
-        b.extend_from_slice(&self.clock.now_ns().to_le_bytes());
+        b.extend_from_slice(&[0u8; 8]);
         b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         b.extend_from_slice(payload);
         if let Ok(mut f) = self.file.lock() {
+            // Stamp under the lock: file order and t_ns order agree across both directions.
+            b[2..10].copy_from_slice(&self.clock.now_ns().to_le_bytes());
             let _ = f.write_all(&b);
         }
     }
