@@ -779,7 +779,15 @@ impl<'c> Checker<'c> {
                     self.report(rules::MULTIFD_DECODE, ev, false, format!("channel id {id} used twice"));
                 }
                 if !self.dst.has("multifd") {
-                    self.report(rules::CAPS_MULTIFD_ONE_SIDED, ev, false, "multifd channel to a destination without multifd".into());
+                    // The destination ignores the extra connection: the pages it carries never
+                    // load, and the load fails later (or the guest runs on wrong memory).
+                    let first = self.multifd_ids.len() == 1;
+                    self.report(
+                        rules::CAPS_MULTIFD_ONE_SIDED,
+                        ev,
+                        first,
+                        "multifd channel to a destination without multifd: Extra incoming migration connection; ignoring".into(),
+                    );
                 }
             }
             EventKind::MultifdPacket { block, offsets, normal, zero, .. } => {
