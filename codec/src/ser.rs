@@ -27,15 +27,20 @@ pub(crate) fn names<S: Serializer>(v: &[&[u8]], s: S) -> Result<S::Ok, S::Error>
 
 /// A byte body in the dump: its length and a short digest, never the bytes.
 pub(crate) fn digest<S: Serializer>(b: &&[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("{} bytes, fnv64 {:016x}", b.len(), fnv64(b)))
+    s.serialize_str(&format!("{} bytes, digest {:016x}", b.len(), fnv64(b)))
 }
 
-/// FNV-1a 64-bit hash: a stable, dependency-free digest for redacted dumps.
+/// A stable, dependency-free 64-bit digest for redacted dumps: FNV-1a-style mixing over
+/// little-endian 64-bit words (8 bytes per step), then the tail bytes, then the length.
 pub fn fnv64(b: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for x in b {
-        h ^= *x as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        h = (h ^ v).wrapping_mul(0x0100_0000_01b3).rotate_left(29);
     }
-    h
+    for x in words.remainder() {
+        h = (h ^ *x as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h ^ b.len() as u64).wrapping_mul(0x0100_0000_01b3)
 }

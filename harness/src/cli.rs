@@ -114,22 +114,39 @@ fn ctx_for(l: &Loaded) -> Context {
 
 /// `qmig inspect`.
 pub fn inspect(path: &Path, o: InspectOpts) -> Result<i32, String> {
-    let l = replay::load(path).map_err(|e| e.to_string())?;
+    // A plain file is mapped, not read into memory.
+    let mapped = if path.is_file() { Some(replay::map_file(path).map_err(|e| e.to_string())?) } else { None };
+    let l = match &mapped {
+        Some(_) => replay::Loaded {
+            name: path.display().to_string(),
+            meta: None,
+            transport: crate::outcome::Transport::File,
+            channels: Vec::new(),
+        },
+        None => replay::load(path).map_err(|e| e.to_string())?,
+    };
     let ctx = ctx_for(&l);
-    let main = &l.channels[0];
+    let main_bytes: &[u8] = match &mapped {
+        Some(m) => m,
+        None => &l.channels[0].bytes,
+    };
+    struct MainRef<'b> {
+        bytes: &'b [u8],
+    }
+    let main = MainRef { bytes: main_bytes };
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
     match o.dump {
         Some(DumpKind::Desc) => {
-            let d = qmig_codec::MainDecoder::for_file(ctx, &main.bytes);
+            let d = qmig_codec::MainDecoder::for_file(ctx, main.bytes);
             let v = d.vmdesc().ok_or("no vmdesc trailer in this stream")?;
             writeln!(w, "{}", serde_json::to_string_pretty(&v.json).unwrap_or_default()).map_err(|e| e.to_string())?;
             return Ok(0);
         }
         Some(DumpKind::State) => {
-            let mut s = inspect::dump_state(&main.bytes, ctx.clone())?;
+            let mut s = inspect::dump_state(main.bytes, ctx.clone())?;
             if o.memory {
-                s["ram"] = memory_json(&main.bytes, ctx);
+                s["ram"] = memory_json(main.bytes, ctx);
             }
             writeln!(w, "{}", serde_json::to_string_pretty(&s).unwrap_or_default()).map_err(|e| e.to_string())?;
             return Ok(0);
@@ -137,7 +154,7 @@ pub fn inspect(path: &Path, o: InspectOpts) -> Result<i32, String> {
         None => {}
     }
     if let Some(dir) = &o.extract {
-        let written = inspect::extract(&main.bytes, ctx, dir)?;
+        let written = inspect::extract(main.bytes, ctx, dir)?;
         for (name, n) in written {
             writeln!(w, "{name}: {n} pages").map_err(|e| e.to_string())?;
         }
@@ -145,7 +162,7 @@ pub fn inspect(path: &Path, o: InspectOpts) -> Result<i32, String> {
     }
     let total = main.bytes.len() as u64;
     let progress = o.progress && total > (256 << 20);
-    let dump = inspect::dump_main(&main.bytes, ctx, o.pages, |p| {
+    let dump = inspect::dump_main(main.bytes, ctx, o.pages, |p| {
         if progress {
             eprint!("\r{:>5.1}% of {} MiB", p as f64 * 100.0 / total.max(1) as f64, total >> 20);
         }
@@ -412,4 +429,85 @@ pub fn record(listen: &str, upstream: &str, out: &Path, timeout: u64, idle_exit_
         if sum.timed_out { " (stopped by --timeout)" } else { "" }
     );
     Ok(if sum.timed_out { 3 } else { 0 })
+}
+
+/// Arguments of `qmig listen`.
+#[derive(Debug, Clone)]
+pub struct ListenArgs {
+    /// Address.
+    pub addr: String,
+    /// Destination caps.
+    pub caps: Vec<String>,
+    /// Source caps for the verdict.
+    pub src_caps: Option<Vec<String>>,
+    /// Dialect.
+    pub dialect: String,
+    /// Version.
+    pub version: String,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Timeout (s).
+    pub timeout: u64,
+    /// Pages to request in postcopy.
+    pub request_pages: u32,
+    /// Knobs.
+    pub misbehave: Vec<String>,
+}
+
+/// Run `qmig listen` on an already bound listener; returns the report and the summary.
+pub fn listen_on(a: &ListenArgs, listener: crate::peer::record::Listener) -> Result<(Report, crate::peer::listen::ListenSummary), String> {
+    use crate::peer::listen::{run, Knob, ListenConfig};
+    let version: Version = a.version.parse()?;
+    let dialect: Dialect = a.dialect.parse()?;
+    let knobs = a.misbehave.iter().filter(|k| !k.is_empty()).map(|k| k.parse::<Knob>()).collect::<Result<Vec<_>, _>>()?;
+    let caps: Vec<String> = a.caps.iter().filter(|c| !c.is_empty()).cloned().collect();
+    let cfg = ListenConfig {
+        addr: listener.local(),
+        caps: caps.clone(),
+        ctx: Context { dialect, version: Some(version), ..Context::default() },
+        out: a.out.clone(),
+        timeout: std::time::Duration::from_secs(a.timeout),
+        request_pages: a.request_pages,
+        knobs,
+    };
+    let sum = run(&cfg, listener).map_err(|e| e.to_string())?;
+    let src_caps = a.src_caps.clone().unwrap_or_else(|| caps.clone());
+    let meta = serde_json::json!({
+        "name": a.out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+        "kind": "socket",
+        "origin": "qemu",
+        "desc": "recorded by qmig listen (qmig as the destination)",
+        "src": {"qemu": a.version, "caps": src_caps},
+        "dst": {"qemu": a.version, "caps": caps, "label": "qmig listen"},
+        "connections": (0..sum.connections).map(|i| serde_json::json!({"file": format!("conn{i}.qmtrace")})).collect::<Vec<_>>(),
+    });
+    std::fs::write(a.out.join("case.json"), serde_json::to_vec_pretty(&meta).unwrap_or_default()).map_err(|e| e.to_string())?;
+    let l = replay::load(&a.out).map_err(|e| e.to_string())?;
+    let r = replay::replay_case(&l);
+    std::fs::write(
+        a.out.join("report.json"),
+        serde_json::to_vec_pretty(&serde_json::json!({"listen": sum, "report": r})).unwrap_or_default(),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((r, sum))
+}
+
+/// `qmig listen`.
+pub fn listen(a: ListenArgs) -> Result<i32, String> {
+    let addr: crate::peer::record::Addr = a.addr.parse()?;
+    let l = crate::peer::record::Listener::bind(&addr).map_err(|e| format!("bind {}: {e}", a.addr))?;
+    println!("listening on {}", l.local());
+    let _ = std::io::stdout().flush();
+    let (r, sum) = listen_on(&a, l)?;
+    print!("{}", r.text());
+    println!(
+        "  listen:      {} connection(s), {} main-stream bytes, sent {:?}{}{}",
+        sum.connections,
+        sum.main_bytes,
+        sum.rp_sent,
+        sum.error.as_ref().map(|e| format!(", error: {e}")).unwrap_or_default(),
+        if sum.timed_out { ", TIMED OUT" } else { "" }
+    );
+    let ok = sum.completed && sum.error.is_none() && !sum.timed_out && r.exit_code() == 0;
+    Ok(if ok { 0 } else { 1 })
 }

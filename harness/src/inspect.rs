@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write;
 use std::path::Path;
 
 use qmig_codec::codes::{CommandCode, RpMessageType, SectionType, VfioTag};
@@ -349,6 +348,7 @@ pub fn extract(bytes: &[u8], ctx: Context, dir: &Path) -> Result<Vec<(String, u6
     let mut written = Vec::new();
     let mut pos = 0u64;
     let mut mapped: Vec<(usize, qmig_codec::mapped_ram::MappedBlock)> = Vec::new();
+    let mut run: Option<(usize, u64, Vec<u8>)> = None;
     loop {
         let rest = bytes.get(pos as usize..).unwrap_or_default();
         let Some(d) = dec.decode(rest, pos, true).map_err(|e| e.to_string())? else {
@@ -356,7 +356,10 @@ pub fn extract(bytes: &[u8], ctx: Context, dir: &Path) -> Result<Vec<(String, u6
         };
         pos += d.len;
         match &d.record {
-            Record::Ram(RamRecord::MemSize { .. }) => files.clear(),
+            Record::Ram(RamRecord::MemSize { .. }) => {
+                flush_extract(&mut run, &mut files)?;
+                files.clear();
+            }
             Record::Ram(RamRecord::Block(b)) => {
                 let name = lossy(b.idstr);
                 let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
@@ -371,14 +374,25 @@ pub fn extract(bytes: &[u8], ctx: Context, dir: &Path) -> Result<Vec<(String, u6
                 files.push((name, f, 0));
             }
             Record::Ram(RamRecord::Page { block_index: Some(i), offset, data, .. }) => {
-                if let Some((_, f, n)) = files.get_mut(*i as usize) {
-                    write_at(f, *offset, data)?;
+                let i = *i as usize;
+                if let Some((_, _, n)) = files.get_mut(i) {
                     *n += 1;
+                }
+                // Coalesce consecutive pages of one block into one write.
+                let contiguous =
+                    run.as_ref().is_some_and(|(bi, start, buf)| *bi == i && *start + buf.len() as u64 == *offset && buf.len() < (4 << 20));
+                if !contiguous {
+                    flush_extract(&mut run, &mut files)?;
+                    run = Some((i, *offset, Vec::with_capacity(4 << 20)));
+                }
+                if let Some((_, _, buf)) = run.as_mut() {
+                    buf.extend_from_slice(data);
                 }
             }
             _ => {}
         }
     }
+    flush_extract(&mut run, &mut files)?;
     for (i, b) in &mapped {
         if b.header.is_skipped() {
             continue;
@@ -404,10 +418,19 @@ pub fn extract(bytes: &[u8], ctx: Context, dir: &Path) -> Result<Vec<(String, u6
     Ok(written)
 }
 
+type ExtractRun = Option<(usize, u64, Vec<u8>)>;
+
+fn flush_extract(run: &mut ExtractRun, files: &mut [(String, std::fs::File, u64)]) -> Result<(), String> {
+    if let Some((i, off, buf)) = run.take() {
+        if let Some((_, f, _)) = files.get_mut(i) {
+            write_at(f, off, &buf)?;
+        }
+    }
+    Ok(())
+}
+
 fn write_at(f: &mut std::fs::File, off: u64, data: &[u8]) -> Result<(), String> {
-    use std::io::{Seek, SeekFrom};
-    f.seek(SeekFrom::Start(off)).map_err(|e| e.to_string())?;
-    f.write_all(data).map_err(|e| e.to_string())
+    std::os::unix::fs::FileExt::write_all_at(f, data, off).map_err(|e| e.to_string())
 }
 
 /// Interleave secondary-channel lines into the main lines by time (for traces).

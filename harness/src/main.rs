@@ -92,6 +92,36 @@ enum Cmd {
         #[arg(long)]
         max_conns: Option<usize>,
     },
+    /// Stand in for the migration destination: accept a real source, answer its return
+    /// path like a QEMU destination, record the traces, end with a verdict.
+    Listen {
+        /// tcp:HOST:PORT or unix:PATH.
+        addr: String,
+        /// Destination capabilities (QAPI names, comma separated).
+        #[arg(long, value_delimiter = ',')]
+        caps: Vec<String>,
+        /// The source's capabilities, for the verdict (default: the same as --caps).
+        #[arg(long, value_delimiter = ',')]
+        src_caps: Option<Vec<String>>,
+        /// Dialect (merged, precopy-initial-data, ...).
+        #[arg(long, default_value = "merged")]
+        dialect: String,
+        /// QEMU version to behave like.
+        #[arg(long, default_value = "10.0")]
+        version: String,
+        /// Output directory (traces, case.json, report.json).
+        #[arg(long, default_value = "qmig-listen-out")]
+        out: PathBuf,
+        /// Overall timeout in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// Request this many pages once postcopy runs.
+        #[arg(long, default_value_t = 0)]
+        request_pages: u32,
+        /// Misbehave: drop-switchover-ack, wrong-pong, bad-page-request, stall.
+        #[arg(long, value_delimiter = ',')]
+        misbehave: Vec<String>,
+    },
     /// List the rule catalogue.
     Rules {
         /// JSON output.
@@ -115,6 +145,9 @@ fn main() -> ExitCode {
         Cmd::Check { path, sides, out } => cli::check(&path, &sides, &out),
         Cmd::Preflight { sides, json } => cli::preflight(&sides, json),
         Cmd::Rules { json } => cli::rules(json),
+        Cmd::Listen { addr, caps, src_caps, dialect, version, out, timeout, request_pages, misbehave } => {
+            cli::listen(cli::ListenArgs { addr, caps, src_caps, dialect, version, out, timeout, request_pages, misbehave })
+        }
         Cmd::Record { listen, upstream, out, timeout, idle_exit_ms, max_conns } => {
             cli::record(&listen, &upstream, &out, timeout, idle_exit_ms, max_conns)
         }

@@ -333,7 +333,9 @@ pub fn map_file(path: &Path) -> Result<memmap2::Mmap, LoadError> {
     // SAFETY: the map is read-only and private to this process; qmig never writes the
     // file. If another process truncates it meanwhile, reads fault (SIGBUS) — the same
     // exposure as every mmap-based reader; inputs are migration files at rest.
-    unsafe { memmap2::Mmap::map(&f) }.map_err(io(path))
+    let m = unsafe { memmap2::MmapOptions::new().populate().map(&f) }.map_err(io(path))?;
+    let _ = m.advise(memmap2::Advice::Sequential);
+    Ok(m)
 }
 
 /// `qmig check` on a bare main stream without holding it in memory: a file is mapped
