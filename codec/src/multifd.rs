@@ -67,7 +67,8 @@ pub struct RamPacket<'a> {
     pub pages_alloc: u32,
     /// `normal_pages`.
     pub normal_pages: u32,
-    /// `next_packet_size`: payload bytes.
+    /// `next_packet_size` as on the wire (the payload of an uncompressed packet is
+    /// `normal_pages` pages; 7.2 leaves this field stale on packets without pages).
     pub next_packet_size: u32,
     /// `packet_num`.
     pub packet_num: u64,
@@ -252,12 +253,13 @@ impl MultifdDecoder {
         }
         let ramblock = rd.bytes(256, "ramblock")?;
         let offsets = rd.bytes64(pc * 8, "offsets")?;
-        if MultifdCompression::from_flags(flags) == MultifdCompression::None
-            && next_packet_size as u64 != normal_pages as u64 * self.ctx.page_size()
-        {
-            return rd.fail(ErrorKind::Multifd(format!("next_packet_size {next_packet_size} != {normal_pages} pages")));
-        }
-        let payload = rd.bytes(next_packet_size as usize, "packet payload")?;
+        // The receiver reads `normal_pages` pages for an uncompressed packet, whatever
+        // `next_packet_size` says: 7.2 senders leave it stale on packets without pages.
+        let payload_len = match MultifdCompression::from_flags(flags) {
+            MultifdCompression::None => normal_pages as u64 * self.ctx.page_size(),
+            _ => next_packet_size as u64,
+        };
+        let payload = rd.bytes64(payload_len, "packet payload")?;
         Ok(MultifdRecord::Ram(RamPacket {
             flags,
             pages_alloc,
