@@ -511,3 +511,83 @@ pub fn listen(a: ListenArgs) -> Result<i32, String> {
     let ok = sum.completed && sum.error.is_none() && !sum.timed_out && r.exit_code() == 0;
     Ok(if ok { 0 } else { 1 })
 }
+
+/// The destination's migration status through its QMP socket (bounded waits).
+pub fn qmp_status(path: &Path, wait_final: std::time::Duration) -> Option<String> {
+    use std::io::{BufRead, BufReader};
+    let s = std::os::unix::net::UnixStream::connect(path).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    let mut r = BufReader::new(s.try_clone().ok()?);
+    let mut w = s;
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let mut exec = |c: &str| -> Option<serde_json::Value> {
+        writeln!(w, "{}", serde_json::json!({"execute": c})).ok()?;
+        loop {
+            let mut l = String::new();
+            if r.read_line(&mut l).ok()? == 0 {
+                return None;
+            }
+            let v: serde_json::Value = serde_json::from_str(&l).ok()?;
+            if v.get("return").is_some() || v.get("error").is_some() {
+                return Some(v);
+            }
+        }
+    };
+    exec("qmp_capabilities")?;
+    let until = std::time::Instant::now() + wait_final;
+    loop {
+        let st = exec("query-migrate")?.pointer("/return/status").and_then(|x| x.as_str()).unwrap_or("none").to_string();
+        if matches!(st.as_str(), "completed" | "failed") || std::time::Instant::now() >= until {
+            return Some(st);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `qmig send`.
+pub fn send(case: &Path, to: &str, dst_qmp: Option<&Path>, timeout: u64) -> Result<i32, String> {
+    let l = replay::load(case).map_err(|e| e.to_string())?;
+    let meta = l.meta.clone().ok_or("not a case directory")?;
+    let mut files: Vec<PathBuf> = meta
+        .get("connections")
+        .and_then(|c| c.as_array())
+        .map(|a| a.iter().filter_map(|c| c.get("file").and_then(|f| f.as_str())).map(|f| case.join(f)).collect())
+        .unwrap_or_default();
+    if files.is_empty() {
+        files = (0..64).map(|i| case.join(format!("conn{i}.qmtrace"))).filter(|p| p.is_file()).collect();
+    }
+    let traces: Vec<Vec<u8>> = files.iter().map(std::fs::read).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let to: crate::peer::record::Addr = to.parse()?;
+    let rep = crate::peer::send::send(&traces, &to, std::time::Duration::from_secs(timeout))?;
+    let recorded_status = meta.pointer("/dst/final_status").and_then(|v| v.as_str()).map(str::to_string);
+    let now_status = dst_qmp.and_then(|p| qmp_status(p, std::time::Duration::from_secs(timeout.min(30))));
+    let shut = |v: &[String]| v.iter().rev().find(|m| m.contains("SHUT")).cloned();
+    let mut diffs = Vec::new();
+    if shut(&rep.rp_now) != shut(&rep.rp_recorded) {
+        diffs.push(format!("SHUT now {:?}, recorded {:?}", shut(&rep.rp_now), shut(&rep.rp_recorded)));
+    }
+    let kinds = |v: &[String]| v.iter().map(|m| m.split(' ').next().unwrap_or("").to_string()).collect::<std::collections::BTreeSet<_>>();
+    if kinds(&rep.rp_now) != kinds(&rep.rp_recorded) {
+        diffs.push(format!("return-path message types now {:?}, recorded {:?}", kinds(&rep.rp_now), kinds(&rep.rp_recorded)));
+    }
+    if let (Some(n), Some(r)) = (&now_status, &recorded_status) {
+        // A destination that exited on its own after failing has no QMP left to ask.
+        if n != r {
+            diffs.push(format!("destination status now {n}, recorded {r}"));
+        }
+    }
+    println!("{}: sent {} bytes on the main connection over {} connection(s)", l.name, rep.main_bytes, rep.connections);
+    println!("  return path now:      {:?}", rep.rp_now);
+    println!("  return path recorded: {:?}", rep.rp_recorded);
+    if let Some(n) = &now_status {
+        println!("  destination status:   {n} (recorded {})", recorded_status.as_deref().unwrap_or("?"));
+    }
+    if diffs.is_empty() {
+        println!("  the destination behaved as recorded");
+        Ok(0)
+    } else {
+        println!("  DIFFERS: {}", diffs.join("; "));
+        Ok(1)
+    }
+}

@@ -122,6 +122,21 @@ enum Cmd {
         #[arg(long, value_delimiter = ',')]
         misbehave: Vec<String>,
     },
+    /// Replay a recorded source side into a real destination and say whether it behaved
+    /// as recorded (compares the return path; with --dst-qmp also its final status).
+    Send {
+        /// Socket case directory (case.json + conn*.qmtrace).
+        case: PathBuf,
+        /// The destination's incoming address (tcp:HOST:PORT or unix:PATH).
+        #[arg(long)]
+        to: String,
+        /// The destination's QMP socket, to read its final status.
+        #[arg(long)]
+        dst_qmp: Option<PathBuf>,
+        /// Overall timeout in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// List the rule catalogue.
     Rules {
         /// JSON output.
@@ -145,6 +160,7 @@ fn main() -> ExitCode {
         Cmd::Check { path, sides, out } => cli::check(&path, &sides, &out),
         Cmd::Preflight { sides, json } => cli::preflight(&sides, json),
         Cmd::Rules { json } => cli::rules(json),
+        Cmd::Send { case, to, dst_qmp, timeout } => cli::send(&case, &to, dst_qmp.as_deref(), timeout),
         Cmd::Listen { addr, caps, src_caps, dialect, version, out, timeout, request_pages, misbehave } => {
             cli::listen(cli::ListenArgs { addr, caps, src_caps, dialect, version, out, timeout, request_pages, misbehave })
         }

@@ -101,7 +101,8 @@ struct Case {
 /// Run one case; returns the source's final status and the listener's verdict.
 fn run(c: &Case) -> Option<(String, bool, qmig_harness::report::Report, Vec<String>)> {
     let bin = qemu(c.ver)?;
-    let dir = std::env::temp_dir().join(format!("qmig-live-{}-{}-{}-{}", c.ver, c.caps.join("+"), c.misbehave.join("+"), std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("qmig-live-{}-{}-{}-{}", c.ver, c.caps.join("+"), c.misbehave.join("+"), std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let listener = Listener::bind(&Addr::Tcp("127.0.0.1:0".into())).unwrap();
