@@ -8,6 +8,9 @@ use crate::rd::{put_cstr8, Rd};
 /// Subsection name prefix of the configuration vmsd.
 pub const CONFIG_PREFIX: &[u8] = b"configuration/";
 
+/// Upper bound on `caps_count` (QEMU 10.2 has 24 migration capabilities).
+pub const MAX_CAPS: u32 = 256;
+
 /// One configuration subsection.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -79,6 +82,12 @@ impl<'a> Configuration<'a> {
                 b"target-page-bits" => ConfigSubsection::TargetPageBits { version, bits: rd.be32("target page bits")? },
                 b"capabilities" => {
                     let count = rd.be32("caps_count")?;
+                    // Only validated capabilities are sent (a handful); QEMU has fewer than
+                    // MAX_CAPS capabilities in all. A larger count is garbage, and reading it
+                    // name by name would re-parse the whole input on every chunk.
+                    if count > MAX_CAPS {
+                        return rd.fail_back(4, ErrorKind::Configuration(format!("implausible caps_count {count} (> {MAX_CAPS})")));
+                    }
                     // Each name takes at least one byte: never reserve more than the input holds.
                     let mut names = Vec::with_capacity((count as usize).min(rd.remaining()));
                     for _ in 0..count {
