@@ -7,7 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 secs=${QMIG_FUZZ_SECONDS:-20}
-targets=${QMIG_FUZZ_TARGETS:-"main_stream return_path multifd mapped_ram round_trip structured"}
+targets=${QMIG_FUZZ_TARGETS:-"main_stream return_path multifd mapped_ram round_trip structured replay"}
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "no nightly toolchain (rustup toolchain install nightly): fuzz smoke runs skipped" >&2
   exit 2

@@ -125,11 +125,11 @@ impl MappedBlock {
             return Err(ErrorKind::MappedRam(format!("page outside of ramblock {} range", String::from_utf8_lossy(&self.name))));
         }
         let idx = offset / ps;
-        let word = slice_at(file, self.header.bitmap_offset + idx / 8, 1, "bitmap")?[0];
+        let word = slice_at(file, self.header.bitmap_offset.saturating_add(idx / 8), 1, "bitmap")?[0];
         if word & (1 << (idx % 8)) == 0 {
             return Ok(PageLookup::Zero);
         }
-        Ok(PageLookup::Present(slice_at(file, self.header.pages_offset + idx * ps, ps, "page")?))
+        Ok(PageLookup::Present(slice_at(file, self.header.pages_offset.saturating_add(idx.saturating_mul(ps)), ps, "page")?))
     }
 
     /// Check the layout rules: page-aligned pages offset (loader), 1 MiB alignment (source),
@@ -146,7 +146,7 @@ impl MappedBlock {
         if !h.pages_offset.is_multiple_of(MAPPED_RAM_FILE_OFFSET_ALIGNMENT) {
             v.push(format!("pages offset 0x{:x} not aligned to 1 MiB", h.pages_offset));
         }
-        if h.bitmap_offset + h.bitmap_len(self.used_length) > h.pages_offset {
+        if h.bitmap_offset.saturating_add(h.bitmap_len(self.used_length)) > h.pages_offset {
             v.push("bitmap overlaps the pages region".into());
         }
         if h.pages_offset.saturating_add(self.used_length) > file_len {
