@@ -72,11 +72,11 @@ impl ChannelDecoder for PreemptDecoder {
             return Ok(None);
         }
         let mut rd = Rd::new(input);
-        let mut st = self.ram.clone();
-        let r = st.next(&mut rd, &self.ctx).map(|(r, _)| r);
-        if let Ok(rec) = &r {
-            self.ram = st;
-            self.done |= matches!(rec, RamRecord::Eos { .. });
+        let mark = self.ram.mark();
+        let r = self.ram.next(&mut rd, &self.ctx).map(|(r, _)| r);
+        match &r {
+            Ok(rec) => self.done |= matches!(rec, RamRecord::Eos { .. }),
+            Err(_) => self.ram.reset(mark),
         }
         finish(r, &rd, base, complete, &Channel::Preempt)
     }

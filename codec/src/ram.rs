@@ -213,7 +213,28 @@ pub struct RamState {
     last_block: Option<Option<u32>>,
 }
 
+/// An O(1) checkpoint of a [`RamState`] (see [`RamState::mark`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RamMark {
+    blocks: usize,
+    mem_size_left: Option<u64>,
+    last_block: Option<Option<u32>>,
+}
+
 impl RamState {
+    /// Checkpoint before a step that may stop for more input. Cheap (the block list is
+    /// not copied: a step only ever appends to it, or clears it once it has succeeded).
+    pub(crate) fn mark(&self) -> RamMark {
+        RamMark { blocks: self.blocks.len(), mem_size_left: self.mem_size_left, last_block: self.last_block }
+    }
+
+    /// Undo everything since `m` (a step that stopped for more input).
+    pub(crate) fn reset(&mut self, m: RamMark) {
+        self.blocks.truncate(m.blocks);
+        self.mem_size_left = m.mem_size_left;
+        self.last_block = m.last_block;
+    }
+
     /// Look a block up by name.
     pub fn find(&self, name: &[u8]) -> Option<u32> {
         self.blocks.iter().position(|b| b.name == name).map(|i| i as u32)

@@ -590,11 +590,12 @@ impl ChannelDecoder for MainDecoder {
             return Ok(None);
         }
         let mut rd = Rd::new(window);
-        let snapshot_ram = self.ram.clone();
+        // O(1), not a clone: cloning the block list per record was quadratic in its length.
+        let snapshot_ram = self.ram.mark();
         match self.step(&mut rd, base, wcomplete) {
             Ok(rec) => Ok(Some(self.out(base, rd.pos() as u64, rec))),
             Err(Stop::Incomplete(what)) => {
-                self.ram = snapshot_ram;
+                self.ram.reset(snapshot_ram);
                 if wcomplete {
                     let kind = if cut { ErrorKind::CrossesPackage(base + window.len() as u64) } else { ErrorKind::Truncated { what } };
                     Err(self.err(base, kind))

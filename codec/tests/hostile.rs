@@ -254,6 +254,9 @@ regressions! {
     // caps_count 0xffffffff followed by 40k one-byte names: the chunked decoder re-read all
     // names on every chunk (quadratic; 14 s on a 320 KiB mutated vector).
     config_caps_count_0xffffffff_quadratic => "config-caps-count-0xffffffff-quadratic.bin",
+    // MEM_SIZE 2^60 followed by 20k empty block entries: the decoder cloned the whole
+    // block list on every record (quadratic; 39 s on a mutated mapped-ram vector).
+    ram_20k_empty_blocks_quadratic_snapshot => "ram-20k-empty-blocks-quadratic-snapshot.bin",
 }
 
 // ---------------------------------------------------------------------------------------
