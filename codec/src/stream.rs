@@ -261,7 +261,7 @@ impl MainDecoder {
     }
 
     fn out<'a>(&self, offset: u64, len: u64, record: Record<'a>) -> Decoded<Record<'a>> {
-        Decoded { offset, len, depth: self.frames.len() as u8, section: self.open.as_ref().map(|o| o.id), record }
+        Decoded { offset, len, depth: self.frames.len().min(u8::MAX as usize) as u8, section: self.open.as_ref().map(|o| o.id), record }
     }
 
     fn plausible_next(&self, b: &[u8], complete: bool) -> Tri {
@@ -562,7 +562,7 @@ impl ChannelDecoder for MainDecoder {
                 return Ok(Some(Decoded {
                     offset: base,
                     len: 0,
-                    depth: self.frames.len() as u8 + 1,
+                    depth: (self.frames.len() + 1).min(u8::MAX as usize) as u8,
                     section: None,
                     record: Record::PackageEnd,
                 }));

@@ -250,7 +250,18 @@ macro_rules! regressions {
     };
 }
 
+/// PACKAGED nested 300 deep, decoded with a nesting bound above 255: the record depth
+/// (a u8) overflowed on leaving the 256th frame.
+#[test]
+fn packaged_depth300_with_max_depth_2000() {
+    let b = regression("packaged-depth300.bin");
+    let (r, _, _) = measured(|| assert!(!check_main_mutant(&b, Context { max_depth: 2000, ..Context::default() })));
+    r.unwrap();
+}
+
 regressions! {
+    // Also through every body (default nesting bound 4: rejected).
+    packaged_depth300 => "packaged-depth300.bin",
     // caps_count 0xffffffff followed by 40k one-byte names: the chunked decoder re-read all
     // names on every chunk (quadratic; 14 s on a 320 KiB mutated vector).
     config_caps_count_0xffffffff_quadratic => "config-caps-count-0xffffffff-quadratic.bin",
