@@ -102,6 +102,9 @@ pub struct Checker<'c> {
     mapped: bool,
     multifd_ids: HashSet<u8>,
     inferred_reported: bool,
+    config_seen: bool,
+    /// The stream carries a vmdesc (its device list stands for the destination's).
+    pub vmdesc_present: bool,
 }
 
 fn fmt_hex(b: &[u8]) -> String {
@@ -141,6 +144,8 @@ impl<'c> Checker<'c> {
             mapped,
             multifd_ids: HashSet::new(),
             inferred_reported: false,
+            config_seen: false,
+            vmdesc_present: false,
         }
     }
 
@@ -225,9 +230,17 @@ impl<'c> Checker<'c> {
 
     fn main(&mut self, ev: &Event) {
         let cmd_ix = self.commands_seen;
+        if self.header && !self.config_seen && !matches!(ev.kind, EventKind::Header | EventKind::Config { .. } | EventKind::Error(_)) {
+            // Every machine type QEMU 7.2+ can run sends (and expects) the configuration section.
+            self.config_seen = true;
+            self.report(rules::CONFIG_MISSING, ev, true, "Configuration section missing".into());
+        }
         match &ev.kind {
             EventKind::Header => self.header = true,
-            EventKind::Config { machine, caps, page_bits, uuid } => self.config(ev, machine, caps, *page_bits, uuid.as_deref()),
+            EventKind::Config { machine, caps, page_bits, uuid } => {
+                self.config_seen = true;
+                self.config(ev, machine, caps, *page_bits, uuid.as_deref())
+            }
             EventKind::Section { ty, id, idstr, instance, version } => self.section(ev, *ty, *id, idstr.as_deref(), *instance, *version),
             EventKind::Footer { .. } => {
                 self.cur = None;
@@ -274,6 +287,15 @@ impl<'c> Checker<'c> {
                     }
                 }
             }
+            EventKind::DeviceState { inferred: true } if self.vmdesc_present => {
+                let name = self.section_ref(ev.section).map(|s| s.idstr).unwrap_or_default();
+                self.report(
+                    rules::UNKNOWN_DEVICE,
+                    ev,
+                    true,
+                    format!("Unknown savevm section or instance '{name}': not in the vmdesc device list"),
+                );
+            }
             EventKind::DeviceState { inferred: true } => {
                 if !self.inferred_reported {
                     self.inferred_reported = true;
@@ -313,6 +335,11 @@ impl<'c> Checker<'c> {
             EventKind::Unknown { ty } => {
                 let rejects = true;
                 self.report(rules::UNKNOWN_TYPE, ev, rejects, format!("Unknown savevm section type {ty}"));
+            }
+            EventKind::Error(e) if self.eof => {
+                // QEMU reads the vmdesc only to skip it and stops there: a broken trailer or
+                // bytes after it do not fail the load.
+                self.report(rules::AFTER_EOF, ev, false, e.to_string());
             }
             EventKind::Error(e) => {
                 self.main_error = true;

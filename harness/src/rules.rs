@@ -59,7 +59,7 @@ macro_rules! rules {
 
 rules! {
     HEADER_MAGIC = "stream/header/magic", Src, Error, "The main stream starts with the magic 0x5145564d (QEVM).", "migration/savevm.c:qemu_loadvm_state_header", Some("Not a migration stream");
-    HEADER_VERSION = "stream/header/version", Src, Error, "The stream version is 3.", "migration/savevm.c:qemu_loadvm_state_header", Some("migration stream version");
+    HEADER_VERSION = "stream/header/version", Src, Error, "The stream version is 3.", "migration/savevm.c:qemu_loadvm_state_header", Some("v2 format is obsolete|Unsupported migration stream version");
     CONFIG_MISSING = "stream/config/missing", Config, Error, "A configuration section follows the header when the destination expects one (send-configuration).", "migration/savevm.c:qemu_loadvm_state_header", Some("Configuration section missing");
     CONFIG_MACHINE = "stream/config/machine-mismatch", Config, Error, "The received machine type is a prefix of the destination's machine type.", "migration/savevm.c:configuration_post_load", Some("Machine type received is");
     CONFIG_PAGE_BITS = "stream/config/page-bits-mismatch", Config, Error, "TARGET_PAGE_BITS match on both sides.", "migration/savevm.c:configuration_post_load", Some("Received TARGET_PAGE_BITS");
@@ -71,14 +71,16 @@ rules! {
     TRUNCATED = "stream/truncated", Src, Error, "The stream is not cut inside a record or before EOF.", "migration/savevm.c:qemu_loadvm_state_main", None;
     UNKNOWN_TYPE = "stream/section/unknown-type", Src, Error, "Every top-level item has a known type byte.", "migration/savevm.c:qemu_loadvm_state_main", Some("nknown");
     UNKNOWN_ID = "stream/section/unknown-id", Src, Error, "PART/END carry a section id announced by START.", "migration/savevm.c:qemu_loadvm_section_part_end", Some("Unknown savevm section");
+    UNKNOWN_DEVICE = "stream/section/unknown-device", Src, Error, "Every FULL section names a device (idstr, instance) the destination has; qmig takes the vmdesc's device list as the destination's.", "migration/savevm.c:qemu_loadvm_section_start_full", Some("Unknown savevm section or instance|Unknown section or instance");
     DUPLICATE_ID = "stream/section/duplicate-id", Src, Error, "A section id is announced by START/FULL only once.", "migration/savevm.c:qemu_loadvm_section_start_full", None;
     DUPLICATE_DEVICE = "stream/section/duplicate-device", Src, Warning, "A device (idstr, instance) is sent as FULL at most once per stream.", "migration/savevm.c:qemu_savevm_state_complete_precopy_non_iterable", None;
     PART_AFTER_END = "stream/section/part-after-end", Src, Error, "No PART or END follows the END of an iterable section.", "migration/savevm.c:qemu_savevm_state_complete_precopy_iterable", None;
     ITERABLE_NOT_ENDED = "stream/section/iterable-not-ended", Src, Error, "Every START-ed iterable section gets an END before EOF.", "migration/savevm.c:qemu_savevm_state_complete_precopy_iterable", None;
-    FOOTER = "stream/section/footer", Src, Error, "Every section body ends with a footer carrying its own section id.", "migration/savevm.c:check_section_footer", Some("section footer");
+    FOOTER = "stream/section/footer", Src, Error, "Every section body ends with a footer carrying its own section id.", "migration/savevm.c:check_section_footer", Some("section footer|id in footer");
     BOUNDARY_INFERRED = "stream/section/boundary-inferred", Src, Info, "Without vmdesc a device section is delimited by its footer; the boundary is inferred.", "scripts/analyze-migration.py", None;
     VMDESC_MISSING = "stream/vmdesc/missing", Src, Warning, "A precopy stream ends with a vmdesc trailer after EOF (unless suppress-vmdesc).", "migration/savevm.c:qemu_loadvm_state", Some("Expected vmdescription section");
     VMDESC_MISMATCH = "stream/vmdesc/mismatch", Src, Warning, "vmdesc describes exactly the FULL sections that were sent.", "migration/savevm.c:qemu_savevm_state_complete_precopy_non_iterable", None;
+    AFTER_EOF = "stream/after-eof", Src, Warning, "After EOF only a well-formed vmdesc trailer follows (QEMU skips the vmdesc without parsing it and never reads further).", "migration/savevm.c:qemu_loadvm_state", None;
     EOF_IN_POSTCOPY = "stream/vmdesc/in-postcopy", Src, Warning, "A postcopy stream carries no vmdesc.", "migration/savevm.c:qemu_savevm_state_complete_postcopy", None;
     CMD_UNKNOWN = "cmd/unknown", Src, Error, "Commands are 1..MAX of the destination's version.", "migration/savevm.c:loadvm_process_command", Some("unknown (len");
     CMD_LENGTH = "cmd/bad-length", Src, Error, "Fixed-length commands carry exactly their length.", "migration/savevm.c:loadvm_process_command", Some("received with bad length");
