@@ -24,17 +24,23 @@ pub fn check_error(e: &DecodeError, len: usize, channel: &Channel) {
     let _ = e.to_string();
 }
 
-fn normalize(d: &Decoded<Record<'_>>) -> (u64, u64, u8, Option<u32>, String) {
+/// Where a record is and a digest of its JSON (page data as a digest, mapped-ram region
+/// data skipped): holding every record of a big stream stays small.
+pub type Norm = (u64, u64, u8, Option<u32>, u64);
+
+/// Comparable owned form of a record.
+fn normalize(d: &Decoded<Record<'_>>) -> Norm {
     let r = match &d.record {
-        Record::MappedRamRegion(m) => format!("{:?}", Record::MappedRamRegion(MappedRamRegion { block_index: m.block_index, data: None })),
-        r => format!("{r:?}"),
+        Record::MappedRamRegion(m) => Record::MappedRamRegion(MappedRamRegion { block_index: m.block_index, data: None }),
+        r => r.clone(),
     };
-    (d.offset, d.len, d.depth, d.section, r)
+    let json = serde_json::to_string(&r).unwrap_or_else(|e| format!("{e}"));
+    (d.offset, d.len, d.depth, d.section, qmig_codec::fnv64(json.as_bytes()))
 }
 
 /// Decode a whole main stream (with the vmdesc found in it, if any). Returns the normalized
 /// records and the result.
-pub fn decode_main(data: &[u8], ctx: Context) -> (Vec<(u64, u64, u8, Option<u32>, String)>, Result<u64, DecodeError>) {
+pub fn decode_main(data: &[u8], ctx: Context) -> (Vec<Norm>, Result<u64, DecodeError>) {
     let mut whole = Vec::new();
     let mut dec = MainDecoder::for_file(ctx, data);
     let r = decode_all(&mut dec, data, |d| whole.push(normalize(&d)));
@@ -282,10 +288,13 @@ const BLOCKS: [(&[u8], u64); 3] = [(b"pc.ram", 256), (b"vga.vram", 16), (b"/rom@
 const RAM_SID: u32 = 2;
 const CAP_NAMES: [&[u8]; 6] = [b"return-path", b"postcopy-ram", b"multifd", b"switchover-ack", b"auto-converge", b"events"];
 
+/// An expected record: depth, section, Debug text.
+pub type Expected = (u8, Option<u32>, String);
+
 struct Builder {
     out: Vec<u8>,
     /// (depth, section, record debug text)
-    expect: Vec<(u8, Option<u32>, String)>,
+    expect: Vec<Expected>,
     ignore_shared: bool,
     ram_started: bool,
     ram_ended: bool,
@@ -504,7 +513,7 @@ pub fn structured(data: &[u8]) {
 }
 
 /// The bytes and the expected `(depth, section, record)` list of a model.
-pub fn build(m: &Model) -> (Vec<u8>, Vec<(u8, Option<u32>, String)>) {
+pub fn build(m: &Model) -> (Vec<u8>, Vec<Expected>) {
     let mut b =
         Builder { out: Vec::new(), expect: Vec::new(), ignore_shared: false, ram_started: false, ram_ended: false, pages: Vec::new() };
     b.push(0, None, Record::FileHeader(Default::default()));
