@@ -20,7 +20,7 @@ status=0
 for t in $targets; do
   log=$(mktemp)
   mkdir -p "corpus/$t" "artifacts/$t"
-  cargo +nightly fuzz run "$t" "corpus/$t" -- \
+  cargo +nightly fuzz run -a "$t" "corpus/$t" -- \
     -max_total_time="$secs" -dict=qmig.dict -max_len=1048576 -rss_limit_mb=2048 -timeout=10 \
     -print_final_stats=1 >"$log" 2>&1
   rc=$?
