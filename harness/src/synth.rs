@@ -353,3 +353,102 @@ pub fn postcopy_stream(b: &mut Builder) {
         .eof_only()
         .rp(RpMessage::new(RpMessageType::SHUT, RpBody::Shut { error: 0 }));
 }
+
+/// A synthetic case written to disk in the case layout (QEMU cannot produce these here).
+pub struct SyntheticCase {
+    /// Directory name.
+    pub name: &'static str,
+    /// What it shows.
+    pub desc: &'static str,
+    /// The `qemu` field of both sides (a release, or `rfc:<dialect>`).
+    pub qemu: &'static str,
+    /// Capabilities on both sides.
+    pub caps: &'static [&'static str],
+    /// Builds the bytes.
+    pub build: fn(&mut Builder),
+    /// File case (main stream only) or socket case (main + return path).
+    pub socket: bool,
+}
+
+/// The committed synthetic vectors.
+pub const SYNTHETIC: &[SyntheticCase] = &[
+    SyntheticCase {
+        name: "synth-vfio-switchover-ack",
+        desc: "VFIO device state (SETUP/DATA/INIT_DATA_SENT/END/CONFIG) with switchover-ack, 10.0 framing",
+        qemu: "10.0",
+        caps: &["return-path", "switchover-ack"],
+        build: vfio_stream,
+        socket: true,
+    },
+    SyntheticCase {
+        name: "synth-xbzrle",
+        desc: "an XBZRLE page after a full page, 10.0 framing",
+        qemu: "10.0",
+        caps: &["xbzrle"],
+        build: xbzrle_stream,
+        socket: false,
+    },
+    SyntheticCase {
+        name: "synth-rfc-precopy-initial-data",
+        desc: "RFC v1 precopy-initial-data: MIG_CMD_INITIAL_DATA_ENABLE (11, 268 bytes) general + per-device, INITIAL_DATA_LOADED_ACK",
+        qemu: "rfc:precopy-initial-data",
+        caps: &["return-path", "precopy-initial-data"],
+        build: rfc_initial_data_stream,
+        socket: true,
+    },
+    SyntheticCase {
+        name: "synth-postcopy-page-requests",
+        desc: "postcopy in miniature with REQ_PAGES_ID / REQ_PAGES on the return path",
+        qemu: "10.0",
+        caps: &["postcopy-ram"],
+        build: postcopy_stream,
+        socket: true,
+    },
+];
+
+impl SyntheticCase {
+    /// Write the case into `dir/<name>/`.
+    pub fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        use crate::case::{Clock, Direction, RecordKind, TraceWriter};
+        let mut b = Builder::default();
+        (self.build)(&mut b);
+        let out = dir.join(self.name);
+        std::fs::create_dir_all(&out)?;
+        let side = serde_json::json!({"qemu": self.qemu, "machine": null, "caps": self.caps, "params": {}});
+        let mut meta = serde_json::json!({
+            "name": self.name, "desc": self.desc, "origin": "synthetic",
+            "generator": "qmig-harness synth.rs (the codec's encoders, from the layouts in WIRE-FORMAT.md); regenerate with QMIG_REGEN=1 cargo test -p qmig-harness --test synthetic",
+            "expect": "conforms; both sides pass", "src": side.clone(), "dst": side,
+        });
+        if self.socket {
+            meta["kind"] = "socket".into();
+            meta["connections"] = serde_json::json!([{"file": "conn0.qmtrace"}]);
+            let mut w =
+                TraceWriter::new(Vec::new(), &serde_json::json!({"conn_index": 0, "t_accept_ns": 0, "label": "synthetic"}), Clock::new())?;
+            // Interleave the two directions by their builder clock.
+            let mut recs: Vec<(u64, Direction, &[u8])> = Vec::new();
+            for (dir, bytes, chunks) in [(Direction::SrcToDst, &b.main, &b.main_chunks), (Direction::DstToSrc, &b.rp, &b.rp_chunks)] {
+                for (i, (off, t)) in chunks.iter().enumerate() {
+                    let end = chunks.get(i + 1).map(|c| c.0).unwrap_or(bytes.len() as u64);
+                    recs.push((*t, dir, &bytes[*off as usize..end as usize]));
+                }
+            }
+            recs.sort_by_key(|r| r.0);
+            let last = recs.last().map(|r| r.0).unwrap_or(0);
+            for (t, d, p) in recs {
+                w.record_at(RecordKind::Data, d, t, p)?;
+            }
+            w.record_at(RecordKind::Eof, Direction::SrcToDst, last + 1, b"")?;
+            w.record_at(RecordKind::Eof, Direction::DstToSrc, last + 2, b"")?;
+            std::fs::write(out.join("conn0.qmtrace"), w.finish()?)?;
+        } else {
+            meta["kind"] = "file".into();
+            meta["stream"] = "stream.bin".into();
+            std::fs::write(out.join("stream.bin"), &b.main)?;
+        }
+        let mut j = serde_json::to_vec_pretty(&meta)?;
+        j.push(b'\n');
+        std::fs::write(out.join("case.json"), j)?;
+        Ok(())
+    }
+}
