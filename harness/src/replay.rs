@@ -365,6 +365,26 @@ pub fn outcome_of(l: &Loaded) -> Outcome {
     replay_case(l).outcome
 }
 
+/// Does the stream's configuration section announce mapped-ram (or the fixed-ram RFC)?
+fn mapped_ram_file(f: &std::fs::File) -> bool {
+    let mut head = vec![0u8; 4096];
+    let n = std::os::unix::fs::FileExt::read_at(f, &mut head, 0).unwrap_or(0);
+    let mut dec = MainDecoder::new(qmig_codec::Context::default());
+    let mut pos = 0u64;
+    for _ in 0..2 {
+        match qmig_codec::ChannelDecoder::decode(&mut dec, &head[pos as usize..n], pos, false) {
+            Ok(Some(d)) => {
+                if let qmig_codec::Record::Configuration(c) = &d.record {
+                    return c.capabilities().any(|x| x == b"mapped-ram" || x == b"fixed-ram");
+                }
+                pos += d.len;
+            }
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// Map a file read-only (the only `unsafe` in qmig, confined here).
 #[allow(unsafe_code)]
 pub fn map_file(path: &Path) -> Result<memmap2::Mmap, LoadError> {
@@ -372,7 +392,14 @@ pub fn map_file(path: &Path) -> Result<memmap2::Mmap, LoadError> {
     // SAFETY: the map is read-only and private to this process; qmig never writes the
     // file. If another process truncates it meanwhile, reads fault (SIGBUS) — the same
     // exposure as every mmap-based reader; inputs are migration files at rest.
-    let m = unsafe { memmap2::MmapOptions::new().populate().map(&f) }.map_err(io(path))?;
+    // MAP_POPULATE saves a page fault per 4 KiB on a dense stream, but a mapped-ram file is
+    // sparse and populating it would read its holes: peek at the configuration first.
+    let sparse = mapped_ram_file(&f);
+    let mut opts = memmap2::MmapOptions::new();
+    if !sparse {
+        opts.populate();
+    }
+    let m = unsafe { opts.map(&f) }.map_err(io(path))?;
     let _ = m.advise(memmap2::Advice::Sequential);
     Ok(m)
 }
