@@ -408,90 +408,43 @@ pub fn decode_main(ch: &ChannelBytes, ctx: Context, out: &mut Vec<Event>) -> Mai
     dec
 }
 
+/// Decode a secondary channel with `dec`, summarising each record with `kind`; a decode
+/// error ends the channel's events, a clean end adds [`EventKind::ChannelEnd`].
+fn decode_secondary<D: qmig_codec::ChannelDecoder>(
+    ch: &ChannelBytes,
+    channel: Channel,
+    mut dec: D,
+    kind: impl for<'a> Fn(&D::Record<'a>) -> EventKind,
+    out: &mut Vec<Event>,
+) {
+    let ev = |offset: u64, len: u64, kind: EventKind| Event {
+        channel: channel.clone(),
+        offset,
+        len,
+        t_ns: ch.time_at(offset),
+        depth: 0,
+        section: None,
+        kind,
+    };
+    match decode_all(&mut dec, &ch.bytes, |d| out.push(ev(d.offset, d.len, kind(&d.record)))) {
+        Err(e) => out.push(ev(e.offset, 0, EventKind::Error(e))),
+        Ok(_) => push_end(out, ch, channel.clone()),
+    }
+}
+
 /// Decode a return path.
 pub fn decode_rp(ch: &ChannelBytes, out: &mut Vec<Event>) {
-    let mut dec = ReturnPathDecoder::default();
-    let r = decode_all(&mut dec, &ch.bytes, |d| {
-        out.push(Event {
-            channel: Channel::ReturnPath,
-            offset: d.offset,
-            len: d.len,
-            t_ns: ch.time_at(d.offset),
-            depth: 0,
-            section: None,
-            kind: rp_event(&d.record),
-        })
-    });
-    if let Err(e) = r {
-        out.push(Event {
-            channel: Channel::ReturnPath,
-            offset: e.offset,
-            len: 0,
-            t_ns: ch.time_at(e.offset),
-            depth: 0,
-            section: None,
-            kind: EventKind::Error(e),
-        });
-    } else {
-        push_end(out, ch, Channel::ReturnPath);
-    }
+    decode_secondary(ch, Channel::ReturnPath, ReturnPathDecoder::default(), rp_event, out)
 }
 
 /// Decode a multifd channel.
 pub fn decode_multifd(ch: &ChannelBytes, ctx: Context, index: u32, out: &mut Vec<Event>) {
-    let channel = Channel::Multifd(index);
-    let mut dec = MultifdDecoder::new(ctx, index);
-    let r = decode_all(&mut dec, &ch.bytes, |d| {
-        out.push(Event {
-            channel: channel.clone(),
-            offset: d.offset,
-            len: d.len,
-            t_ns: ch.time_at(d.offset),
-            depth: 0,
-            section: None,
-            kind: multifd_event(&d.record),
-        })
-    });
-    match r {
-        Err(e) => out.push(Event {
-            channel: channel.clone(),
-            offset: e.offset,
-            len: 0,
-            t_ns: ch.time_at(e.offset),
-            depth: 0,
-            section: None,
-            kind: EventKind::Error(e),
-        }),
-        Ok(_) => push_end(out, ch, channel),
-    }
+    decode_secondary(ch, Channel::Multifd(index), MultifdDecoder::new(ctx, index), multifd_event, out)
 }
 
 /// Decode a postcopy-preempt channel.
 pub fn decode_preempt(ch: &ChannelBytes, ctx: Context, ram: qmig_codec::ram::RamState, out: &mut Vec<Event>) {
-    let mut dec = PreemptDecoder::new(ctx, ram);
-    let r = decode_all(&mut dec, &ch.bytes, |d| {
-        out.push(Event {
-            channel: Channel::Preempt,
-            offset: d.offset,
-            len: d.len,
-            t_ns: ch.time_at(d.offset),
-            depth: 0,
-            section: None,
-            kind: ram_event(&d.record),
-        })
-    });
-    match r {
-        Err(e) => out.push(Event {
-            channel: Channel::Preempt,
-            offset: e.offset,
-            len: 0,
-            t_ns: ch.time_at(e.offset),
-            depth: 0,
-            section: None,
-            kind: EventKind::Error(e),
-        }),
-        Ok(_) => push_end(out, ch, Channel::Preempt),
-    }
+    decode_secondary(ch, Channel::Preempt, PreemptDecoder::new(ctx, ram), ram_event, out)
 }
 
 /// Merge per-channel event lists by recorded time (stable: channel order breaks ties).

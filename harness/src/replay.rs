@@ -11,8 +11,7 @@ use crate::events::{self, ChannelBytes, Event};
 use crate::model::Checker;
 use crate::outcome::{conclude, Outcome, Status, Transport};
 use crate::profile::SideProfile;
-use crate::report::{side_report, Recorded, Report};
-use crate::rules::Side;
+use crate::report::{Recorded, Report};
 
 /// A loaded input: its channels and, for a case, its metadata.
 #[derive(Debug, Clone)]
@@ -289,18 +288,7 @@ pub fn run(l: &Loaded, src: SideProfile, dst: Option<SideProfile>) -> Report {
         }
     }
     let has_rp = l.channels.iter().any(|c| c.channel == Some(Channel::ReturnPath) && !c.bytes.is_empty());
-    let findings = c.findings.clone();
-    let mut r = Report {
-        input: l.name.clone(),
-        src: side_report(&findings, Side::Src, true),
-        dst: side_report(&findings, Side::Dst, has_rp),
-        outcome,
-        findings,
-        recorded: None,
-        matches_recording: None,
-        mismatch: Vec::new(),
-        disabled: Vec::new(),
-    };
+    let mut r = Report::new(l.name.clone(), c.findings.clone(), outcome, has_rp);
     compare_with_recording(&mut r, l.meta.as_ref());
     r
 }
@@ -498,16 +486,5 @@ pub fn check_streaming(path: &Path, src: SideProfile, dst: SideProfile, progress
         }
     }
     let outcome = conclude(&c, Transport::File, true);
-    let findings = c.findings.clone();
-    Ok(Report {
-        input: name,
-        src: side_report(&findings, Side::Src, true),
-        dst: side_report(&findings, Side::Dst, false),
-        outcome,
-        findings,
-        recorded: None,
-        matches_recording: None,
-        mismatch: Vec::new(),
-        disabled: Vec::new(),
-    })
+    Ok(Report::new(name, c.findings.clone(), outcome, false))
 }

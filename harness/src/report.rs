@@ -90,6 +90,21 @@ pub fn side_report(findings: &[Finding], side: Side, observed: bool) -> SideRepo
 }
 
 impl Report {
+    /// A report graded from its findings (`dst_observed`: the destination wrote something).
+    pub fn new(input: String, findings: Vec<Finding>, outcome: Outcome, dst_observed: bool) -> Self {
+        Report {
+            input,
+            src: side_report(&findings, Side::Src, true),
+            dst: side_report(&findings, Side::Dst, dst_observed),
+            outcome,
+            findings,
+            recorded: None,
+            matches_recording: None,
+            mismatch: Vec::new(),
+            disabled: Vec::new(),
+        }
+    }
+
     /// An empty report (used while a profile is applied).
     pub fn placeholder() -> Self {
         Report {
