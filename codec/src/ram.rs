@@ -211,6 +211,9 @@ pub struct RamState {
     mem_size_left: Option<u64>,
     /// The last block named on this channel: `Some(None)` = named but not in the list.
     last_block: Option<Option<u32>>,
+    /// Name → first index in `blocks`, so a named page costs one hash lookup however many
+    /// blocks a (hostile) MEM_SIZE list announced.
+    index: std::collections::HashMap<Vec<u8>, u32>,
 }
 
 /// An O(1) checkpoint of a [`RamState`] (see [`RamState::mark`]).
@@ -230,14 +233,23 @@ impl RamState {
 
     /// Undo everything since `m` (a step that stopped for more input).
     pub(crate) fn reset(&mut self, m: RamMark) {
-        self.blocks.truncate(m.blocks);
+        for b in self.blocks.drain(m.blocks.min(self.blocks.len())..) {
+            if self.index.get(&b.name).is_some_and(|i| *i as usize >= m.blocks) {
+                self.index.remove(&b.name);
+            }
+        }
         self.mem_size_left = m.mem_size_left;
         self.last_block = m.last_block;
     }
 
     /// Look a block up by name.
     pub fn find(&self, name: &[u8]) -> Option<u32> {
-        self.blocks.iter().position(|b| b.name == name).map(|i| i as u32)
+        match self.index.get(name) {
+            Some(i) => Some(*i),
+            // `blocks` is public: a list filled from outside has no index; search it.
+            None if self.index.len() < self.blocks.len() => self.blocks.iter().position(|b| b.name == name).map(|i| i as u32),
+            None => None,
+        }
     }
 
     /// Is a MEM_SIZE list being read?
@@ -272,6 +284,7 @@ impl RamState {
         let rec = match RamFlags::from_bits_retain(main) {
             RamFlags::MEM_SIZE => {
                 self.blocks.clear();
+                self.index.clear();
                 self.last_block = None;
                 if offset > 0 {
                     self.mem_size_left = Some(offset);
@@ -363,6 +376,7 @@ impl RamState {
         let rest = left - used_length;
         self.mem_size_left = if rest == 0 { None } else { Some(rest) };
         // Bound the list: one entry per byte of input at most (no unbounded growth).
+        self.index.entry(idstr.to_vec()).or_insert(self.blocks.len() as u32);
         self.blocks.push(BlockInfo { name: idstr.to_vec(), used_length, mapped_ram });
         Ok((RamRecord::Block(RamBlockEntry { idstr, used_length, page_size, gpa, mapped_ram, fixed_ram_borisov }), resume))
     }
