@@ -260,7 +260,7 @@ pub struct DisabledRule {
     pub reason: String,
 }
 
-fn apply_profile(r: &mut Report, src: &mut SideProfile, p: &Option<PathBuf>) -> Result<Option<VmmProfile>, String> {
+fn apply_profile(src: &mut SideProfile, p: &Option<PathBuf>) -> Result<Option<VmmProfile>, String> {
     let Some(p) = p else { return Ok(None) };
     let v: VmmProfile = serde_json::from_slice(&std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?)
         .map_err(|e| format!("{}: {e}", p.display()))?;
@@ -282,7 +282,6 @@ fn apply_profile(r: &mut Report, src: &mut SideProfile, p: &Option<PathBuf>) -> 
         src.version = ver.parse()?;
     }
     src.label = v.name.clone();
-    let _ = r;
     Ok(Some(v))
 }
 
@@ -332,8 +331,7 @@ pub fn replay(case: &Path, out: &OutputArgs) -> Result<i32, String> {
         return Err(format!("{} is not a case directory (use `qmig check` for a bare stream)", case.display()));
     }
     let (mut src, dst) = replay::sides(l.meta.as_ref());
-    let mut tmp = Report::placeholder();
-    let prof = apply_profile(&mut tmp, &mut src, &out.profile)?;
+    let prof = apply_profile(&mut src, &out.profile)?;
     let r = replay::run(&l, src, dst);
     finish(vec![r], out, prof)
 }
@@ -341,8 +339,7 @@ pub fn replay(case: &Path, out: &OutputArgs) -> Result<i32, String> {
 /// `qmig check`: streams the input (mapped file or chunked stdin), never holding it whole.
 pub fn check(path: &Path, sides: &SideArgs, out: &OutputArgs) -> Result<i32, String> {
     let (mut src, dst) = sides.profiles()?;
-    let mut tmp = Report::placeholder();
-    let prof = apply_profile(&mut tmp, &mut src, &out.profile)?;
+    let prof = apply_profile(&mut src, &out.profile)?;
     if path.is_dir() {
         let l = replay::load(path).map_err(|e| e.to_string())?;
         return finish(vec![replay::run(&l, src, Some(dst))], out, prof);

@@ -5,7 +5,7 @@
 //! are merged by the recorded time of the chunk each record started in.
 
 use qmig_codec::channels::{PreemptDecoder, ReturnPathDecoder};
-use qmig_codec::codes::{CommandCode, RpMessageType, SectionType, VfioTag};
+use qmig_codec::codes::VfioTag;
 use qmig_codec::command::{Advise, CommandBody};
 use qmig_codec::config::Configuration;
 use qmig_codec::multifd::{MultifdDecoder, MultifdRecord};
@@ -451,19 +451,4 @@ pub fn decode_preempt(ch: &ChannelBytes, ctx: Context, ram: qmig_codec::ram::Ram
 pub fn merge(mut evs: Vec<Event>) -> Vec<Event> {
     evs.sort_by_key(|e| e.t_ns.unwrap_or(0));
     evs
-}
-
-/// Names for reports.
-pub fn command_name(code: u16) -> String {
-    CommandCode(code).to_string()
-}
-
-/// Names for reports.
-pub fn rp_name(ty: u16) -> String {
-    RpMessageType(ty).to_string()
-}
-
-/// Names for reports.
-pub fn section_type_name(ty: u8) -> String {
-    SectionType(ty).to_string()
 }

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use qmig_codec::codes::{CommandCode, RpMessageType, SectionType, VfioTag};
+use qmig_codec::codes::{RpMessageType, SectionType, VfioTag};
 use qmig_codec::ram::RamRecord;
 use qmig_codec::stream::{Boundary, Decoded};
 use qmig_codec::{lossy, ChannelDecoder, Context, DecodeError, MainDecoder, Record};
 use serde_json::{json, Value};
 
-use crate::events::{ChannelBytes, Event, EventKind, PageKind};
+use crate::events::{Event, EventKind, PageKind};
 
 /// Schema name of the JSON dump.
 pub const DUMP_SCHEMA: &str = "qmig-inspect/1";
@@ -431,24 +431,4 @@ fn flush_extract(run: &mut ExtractRun, files: &mut [(String, std::fs::File, u64)
 
 fn write_at(f: &mut std::fs::File, off: u64, data: &[u8]) -> Result<(), String> {
     std::os::unix::fs::FileExt::write_all_at(f, data, off).map_err(|e| e.to_string())
-}
-
-/// Interleave secondary-channel lines into the main lines by time (for traces).
-pub fn interleave(main_events: &[Event], lines: &[String], others: &[Event]) -> Vec<String> {
-    let _ = main_events;
-    let mut out: Vec<String> = lines.to_vec();
-    for e in others {
-        out.push(event_line(e));
-    }
-    out
-}
-
-/// The name of a command code for the text view.
-pub fn cmd_name(c: u16) -> String {
-    CommandCode(c).to_string()
-}
-
-/// Offset of the channel's bytes printed.
-pub fn channel_summary(ch: &ChannelBytes) -> String {
-    format!("{} bytes{}", ch.bytes.len(), if ch.closed { ", closed" } else { "" })
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::events::{self, ChannelBytes, Event};
 use crate::model::Checker;
-use crate::outcome::{conclude, Outcome, Status, Transport};
+use crate::outcome::{conclude, Status, Transport};
 use crate::profile::SideProfile;
 use crate::report::{Recorded, Report};
 
@@ -346,11 +346,6 @@ pub fn sides(meta: Option<&Value>) -> (SideProfile, Option<SideProfile>) {
         src.vm_running = st == "running";
     }
     (src, side_from_meta(meta.and_then(|m| m.get("dst"))))
-}
-
-/// The outcome alone (for tests that delete the recording's fields).
-pub fn outcome_of(l: &Loaded) -> Outcome {
-    replay_case(l).outcome
 }
 
 /// Does the stream's configuration section announce mapped-ram (or the fixed-ram RFC)?

@@ -105,21 +105,6 @@ impl Report {
         }
     }
 
-    /// An empty report (used while a profile is applied).
-    pub fn placeholder() -> Self {
-        Report {
-            input: String::new(),
-            src: side_report(&[], Side::Src, false),
-            dst: side_report(&[], Side::Dst, false),
-            outcome: Outcome { src: Status::Unknown, dst: Status::Unknown, cause: None },
-            findings: Vec::new(),
-            recorded: None,
-            matches_recording: None,
-            mismatch: Vec::new(),
-            disabled: Vec::new(),
-        }
-    }
-
     /// The process exit code: 0 conformed and matching, 1 violation or contradiction,
     /// 3 only unsupported items.
     pub fn exit_code(&self) -> i32 {
