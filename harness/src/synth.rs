@@ -203,15 +203,28 @@ pub fn page_bytes(seed: u8) -> Vec<u8> {
 
 /// A well-formed precopy socket stream with return path: the baseline of negative tests.
 pub fn baseline(b: &mut Builder, page: &[u8]) {
+    baseline_head(b, page, true);
+    baseline_tail(b, page);
+}
+
+/// The baseline up to (not including) the RAM END section: header, configuration, return
+/// path with PING/PONG, RAM setup and one iteration, then SWITCHOVER_START if asked.
+pub fn baseline_head(b: &mut Builder, page: &[u8], switchover_start: bool) {
     b.header()
         .config(b"pc-i440fx-10.0", &[])
         .cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath)
         .cmd(CommandCode::PING, CommandBody::Ping { value: 1 })
         .rp(RpMessage::new(RpMessageType::PONG, RpBody::Pong { value: 1 }))
         .ram_setup(2)
-        .ram_part(SectionType::PART, 2, 0, page)
-        .cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart)
-        .ram_part(SectionType::END, 2, 0x2000, page)
+        .ram_part(SectionType::PART, 2, 0, page);
+    if switchover_start {
+        b.cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart);
+    }
+}
+
+/// The rest of the baseline: RAM END, a device, EOF with vmdesc, SHUT(0).
+pub fn baseline_tail(b: &mut Builder, page: &[u8]) {
+    b.ram_part(SectionType::END, 2, 0x2000, page)
         .device(3, b"timer", &[0u8; 24])
         .eof(&[("timer", 24)])
         .rp(RpMessage::new(RpMessageType::SHUT, RpBody::Shut { error: 0 }));

@@ -39,27 +39,13 @@ fn only(r: &Report, rule: &'static str) {
     assert!(!f.context.is_empty() || f.offset == 0, "finding has hex context");
 }
 
-/// Baseline up to (not including) the RAM END section, then `tail`.
+/// Baseline up to (not including) the RAM END section.
 fn base_until_end(b: &mut Builder, with_switchover_start: bool) {
-    let page = page_bytes(1);
-    b.header()
-        .config(b"pc-i440fx-10.0", &[])
-        .cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath)
-        .cmd(CommandCode::PING, CommandBody::Ping { value: 1 })
-        .rp(RpMessage::new(RpMessageType::PONG, RpBody::Pong { value: 1 }))
-        .ram_setup(2)
-        .ram_part(SectionType::PART, 2, 0, &page);
-    if with_switchover_start {
-        b.cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart);
-    }
+    synth::baseline_head(b, &page_bytes(1), with_switchover_start);
 }
 
 fn finish(b: &mut Builder) {
-    let page = page_bytes(2);
-    b.ram_part(SectionType::END, 2, 0x2000, &page)
-        .device(3, b"timer", &[0u8; 24])
-        .eof(&[("timer", 24)])
-        .rp(RpMessage::new(RpMessageType::SHUT, RpBody::Shut { error: 0 }));
+    synth::baseline_tail(b, &page_bytes(2));
 }
 
 #[test]
