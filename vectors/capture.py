@@ -65,11 +65,14 @@ UUID_DST = "6b5b6c4e-9d0a-4a55-8e1c-000000000002"
 # the cases
 
 
-def side(qemu, machine=None, caps=(), params=None, share=False, uuid=None, small=False):
+def side(qemu, machine=None, caps=(), params=None, share=False, uuid=None, small=False, globals_=None):
     if machine is None:
         machine = "pc-i440fx-7.2" if qemu == "7.2" else "pc-i440fx-10.0"
     d = {"qemu": qemu, "machine": machine, "caps": list(caps), "params": dict(params or {}),
          "share": share, "uuid": uuid, "ram_mb": RAM_MB}
+    if globals_:
+        # -global driver.prop=value settings (e.g. migration.multifd-flush-after-each-section)
+        d["globals"] = dict(globals_)
     if small:
         d.update(SMALL)
     return d
@@ -166,6 +169,28 @@ CASES = [
          expect="main channel + 2 multifd connections; completes",
          src=side("10.0", caps=["multifd"], params={"multifd-channels": 2}),
          dst=side("10.0", caps=["multifd"], params={"multifd-channels": 2})),
+    dict(name="sock72-multifd", kind="socket",
+         desc="7.2 -> 7.2 with multifd, 2 channels",
+         expect="legacy multifd sync: a SYNC packet per channel at every RAM section end (EOS), no MULTIFD_FLUSH; completes",
+         src=side("7.2", caps=["multifd"], params={"multifd-channels": 2}),
+         dst=side("7.2", caps=["multifd"], params={"multifd-channels": 2})),
+    dict(name="sock72-to-100-multifd", kind="socket",
+         desc="7.2 -> 10.0 (pc-i440fx-7.2) with multifd, 2 channels",
+         expect="the 7.2 machine type puts the 10.0 destination in legacy sync mode (flush after each section); completes",
+         src=side("7.2", caps=["multifd"], params={"multifd-channels": 2}),
+         dst=side("10.0", "pc-i440fx-7.2", caps=["multifd"], params={"multifd-channels": 2})),
+    dict(name="sock100-multifd-flush-legacy-src-only", kind="socket", src_timeout=15, cancel=True,
+         desc="10.0 -> 10.0 with multifd, migration.multifd-flush-after-each-section=on on the source only",
+         expect="legacy source (sync at every EOS, no MULTIFD_FLUSH) against a modern destination (syncs only on MULTIFD_FLUSH)",
+         src=side("10.0", caps=["multifd"], params={"multifd-channels": 2},
+                  globals_={"migration.multifd-flush-after-each-section": "on"}),
+         dst=side("10.0", caps=["multifd"], params={"multifd-channels": 2})),
+    dict(name="sock100-multifd-flush-legacy-dst-only", kind="socket", src_timeout=15, cancel=True,
+         desc="10.0 -> 10.0 with multifd, migration.multifd-flush-after-each-section=on on the destination only",
+         expect="modern source (SYNC per dirty round + MULTIFD_FLUSH) against a legacy destination (syncs at every EOS)",
+         src=side("10.0", caps=["multifd"], params={"multifd-channels": 2}),
+         dst=side("10.0", caps=["multifd"], params={"multifd-channels": 2},
+                  globals_={"migration.multifd-flush-after-each-section": "on"})),
     dict(name="sock72-precopy-rp", kind="socket",
          desc="7.2 -> 7.2 over TCP with return-path on both sides",
          expect="7.2 return path; completes",
@@ -374,6 +399,8 @@ class Qemu:
                 "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path]
         if sd.get("uuid"):
             argv += ["-uuid", sd["uuid"]]
+        for k, v in sorted(sd.get("globals", {}).items()):
+            argv += ["-global", "%s=%s" % (k, v)]
         if incoming:
             argv += ["-incoming", "defer"]
         self.argv = argv
@@ -580,7 +607,11 @@ def run_socket_case(case, assets, work, out, recorder):
         notes.append("source status after cancel: %s" % after)
     dwant = {"completed", "failed"}
     dst_st = dst.wait(dwant, 10 if st == "completed" else 3)
-    dkilled = dst_st not in dwant and dst_st is not None
+    # A destination whose QMP no longer answers (st None) while its process lives is hung
+    # (e.g. its main loop blocked in a multifd sync): the harness kills it, so it counts as waiting.
+    dkilled = dst_st not in dwant and (dst_st is not None or dst.proc.poll() is None)
+    if dst_st is None and dkilled:
+        notes.append("destination QMP unresponsive (main loop blocked); killed by the harness")
     if dst_st == "completed":
         time.sleep(0.5)
     sres = src.finish(killed_by_harness=killed)

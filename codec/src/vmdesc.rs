@@ -98,6 +98,11 @@ impl VmDesc {
         self.json.get("devices")?.as_array()?.get(i)
     }
 
+    /// The described devices, `(idstr, instance_id)`, in no particular order.
+    pub fn devices(&self) -> impl Iterator<Item = (&str, u32)> + '_ {
+        self.index.keys().map(|(n, i)| (n.as_str(), *i))
+    }
+
     /// Number of device entries.
     pub fn device_count(&self) -> usize {
         self.index.len()

@@ -52,7 +52,6 @@ enum Postcopy {
 #[derive(Debug, Clone)]
 struct Sec {
     idstr: String,
-    #[allow(dead_code)]
     instance: u32,
     iterable: bool,
     ended: bool,
@@ -105,6 +104,17 @@ pub struct Checker<'c> {
     config_seen: bool,
     /// The stream carries a vmdesc (its device list stands for the destination's).
     pub vmdesc_present: bool,
+    /// The devices the vmdesc describes, `(idstr, instance)`.
+    pub vmdesc_devices: Vec<(String, u32)>,
+    unknown_devices: HashSet<(String, u32)>,
+    /// A rule after which the destination hangs (its main loop blocked), if one broke.
+    pub dst_hang: Option<&'static str>,
+    ram_eos: u32,
+    ram_flushes: u32,
+    multifd_sync: HashMap<u32, u32>,
+    multifd_broken: HashSet<u32>,
+    multifd_uuid: Option<String>,
+    compression_reported: bool,
 }
 
 fn fmt_hex(b: &[u8]) -> String {
@@ -146,7 +156,22 @@ impl<'c> Checker<'c> {
             inferred_reported: false,
             config_seen: false,
             vmdesc_present: false,
+            vmdesc_devices: Vec::new(),
+            unknown_devices: HashSet::new(),
+            dst_hang: None,
+            ram_eos: 0,
+            ram_flushes: 0,
+            multifd_sync: HashMap::new(),
+            multifd_broken: HashSet::new(),
+            multifd_uuid: None,
+            compression_reported: false,
         }
+    }
+
+    /// Tell the checker the stream's vmdesc (its device list stands for the destination's).
+    pub fn set_vmdesc(&mut self, d: Option<&qmig_codec::vmdesc::VmDesc>) {
+        self.vmdesc_present = d.is_some();
+        self.vmdesc_devices = d.map(|d| d.devices().map(|(n, i)| (n.to_string(), i)).collect()).unwrap_or_default();
     }
 
     /// Give the checker a channel's bytes, for hex context in findings.
@@ -264,6 +289,7 @@ impl<'c> Checker<'c> {
             }
             EventKind::Page { kind, block, name, offset } => self.page(ev, *kind, *block, name.as_deref(), *offset),
             EventKind::RamFlush => {
+                self.ram_flushes += 1;
                 if !self.dst.knows_multifd_flush() {
                     self.report(
                         rules::RAM_FLAG_VERSION,
@@ -275,8 +301,8 @@ impl<'c> Checker<'c> {
                     self.report(rules::RAM_MULTIFD_FLUSH_MAPPED, ev, true, "MULTIFD_FLUSH with mapped-ram: Unexpected RAM flags".into());
                 }
             }
-            EventKind::RamEos
-            | EventKind::RamHook
+            EventKind::RamEos => self.ram_eos += 1,
+            EventKind::RamHook
             | EventKind::MappedRegion { .. }
             | EventKind::DeviceState { inferred: false }
             | EventKind::VmDesc { .. } => {
@@ -285,10 +311,16 @@ impl<'c> Checker<'c> {
                     if matches!(self.postcopy, Postcopy::Listening | Postcopy::Running) {
                         self.report(rules::EOF_IN_POSTCOPY, ev, false, "vmdesc after a postcopy stream".into());
                     }
+                    if self.vmdesc_present {
+                        self.check_vmdesc(ev);
+                    }
                 }
             }
             EventKind::DeviceState { inferred: true } if self.vmdesc_present => {
                 let name = self.section_ref(ev.section).map(|s| s.idstr).unwrap_or_default();
+                if let Some(s) = ev.section.and_then(|id| self.secs.get(&id)) {
+                    self.unknown_devices.insert((s.idstr.clone(), s.instance));
+                }
                 self.report(
                     rules::UNKNOWN_DEVICE,
                     ev,
@@ -353,6 +385,58 @@ impl<'c> Checker<'c> {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// vmdesc against the FULL sections sent: QEMU writes one entry per FULL section.
+    fn check_vmdesc(&mut self, ev: &Event) {
+        let described: HashSet<(String, u32)> = self.vmdesc_devices.iter().cloned().collect();
+        let mut missing: Vec<&(String, u32)> = described.iter().filter(|d| !self.full_devices.contains(*d)).collect();
+        let mut extra: Vec<&(String, u32)> =
+            self.full_devices.iter().filter(|d| !described.contains(*d) && !self.unknown_devices.contains(*d)).collect();
+        missing.sort();
+        extra.sort();
+        let name = |v: &[&(String, u32)]| v.iter().map(|(n, i)| format!("'{n}' instance {i}")).collect::<Vec<_>>().join(", ");
+        let mut parts = Vec::new();
+        if !missing.is_empty() {
+            parts.push(format!("describes {} that the stream never sent", name(&missing)));
+        }
+        if !extra.is_empty() {
+            parts.push(format!("does not describe {} that the stream sent", name(&extra)));
+        }
+        if !parts.is_empty() {
+            self.report(rules::VMDESC_MISMATCH, ev, false, format!("vmdesc {}", parts.join("; ")));
+        }
+    }
+
+    /// Checks that need every channel: the multifd SYNC count against the main stream.
+    pub fn finish(&mut self) {
+        let counted = self.src.has("multifd") && self.dst.has("multifd") && !self.mapped && self.eof && self.dst_alive();
+        if !counted || self.src.multifd_legacy_sync() != self.dst.multifd_legacy_sync() {
+            return;
+        }
+        let (expected, marker) = if self.src.multifd_legacy_sync() {
+            (self.ram_eos, "RAM EOS")
+        } else {
+            (self.ram_flushes + self.src.multifd_unmarked_syncs(), "MULTIFD_FLUSH")
+        };
+        let mut chans: Vec<(u32, u32)> =
+            self.multifd_sync.iter().filter(|(ch, _)| !self.multifd_broken.contains(ch)).map(|(c, n)| (*c, *n)).collect();
+        chans.sort();
+        for (ch, n) in chans {
+            if n != expected {
+                let ev = Event {
+                    channel: Channel::Multifd(ch),
+                    offset: 0,
+                    len: 0,
+                    t_ns: None,
+                    depth: 0,
+                    section: None,
+                    kind: EventKind::ChannelEnd { bytes: 0 },
+                };
+                let m = format!("multifd{ch} carries {n} SYNC packets, the main stream {expected} sync points ({marker})");
+                self.report(rules::MULTIFD_SYNC_COUNT, &ev, false, m);
+            }
         }
     }
 
@@ -792,7 +876,35 @@ impl<'c> Checker<'c> {
 
     fn multifd(&mut self, ev: &Event) {
         match &ev.kind {
-            EventKind::MultifdInit { id, .. } => {
+            EventKind::MultifdInit { id, uuid } => {
+                if self.multifd_ids.is_empty() && self.dst.has("multifd") {
+                    let (sl, dl) = (self.src.multifd_legacy_sync(), self.dst.multifd_legacy_sync());
+                    if sl != dl {
+                        let mode = |l: bool| if l { "after each section (legacy)" } else { "per round with MULTIFD_FLUSH" };
+                        let m = format!("multifd sync: source {}, destination {}", mode(sl), mode(dl));
+                        // A legacy source never sends MULTIFD_FLUSH: the receive threads block
+                        // after the first SYNC and the pages they hold never load (a device
+                        // load fails later). A legacy destination waits at every EOS for SYNCs
+                        // a modern source does not send: its main loop hangs.
+                        self.report(rules::MULTIFD_SYNC_MODE, ev, sl, m);
+                        if dl {
+                            self.dst_hang.get_or_insert(rules::MULTIFD_SYNC_MODE);
+                        }
+                    }
+                }
+                let expected = self.dst.uuid.as_deref().map(|u| u.chars().filter(|c| *c != '-').collect::<String>().to_lowercase());
+                match (expected, &self.multifd_uuid) {
+                    (Some(local), _) if *uuid != local => {
+                        let m = format!("multifd: received uuid '{uuid}' and expected uuid '{local}' for channel {id}");
+                        self.report(rules::MULTIFD_UUID, ev, true, m);
+                    }
+                    (None, Some(first)) if first != uuid => {
+                        let m = format!("multifd: channel {id} carries uuid '{uuid}', an earlier channel '{first}'");
+                        self.report(rules::MULTIFD_UUID, ev, true, m);
+                    }
+                    _ => {}
+                }
+                self.multifd_uuid.get_or_insert_with(|| uuid.clone());
                 let channels = self.dst.params.get("multifd-channels").and_then(|v| v.as_u64()).unwrap_or(2);
                 if *id as u64 > channels {
                     self.report(
@@ -817,7 +929,17 @@ impl<'c> Checker<'c> {
                     );
                 }
             }
-            EventKind::MultifdPacket { block, offsets, normal, zero, .. } => {
+            EventKind::MultifdPacket { block, offsets, normal, zero, flags } => {
+                if let Channel::Multifd(ch) = ev.channel {
+                    if flags & qmig_codec::codes::MultifdFlags::SYNC.bits() != 0 {
+                        *self.multifd_sync.entry(ch).or_default() += 1;
+                    }
+                }
+                let comp = qmig_codec::codes::MultifdCompression::from_flags(*flags);
+                if comp != qmig_codec::codes::MultifdCompression::None && !self.compression_reported {
+                    self.compression_reported = true;
+                    self.report(rules::MULTIFD_COMPRESSION, ev, false, format!("multifd payloads compressed with {comp:?}: not inflated"));
+                }
                 if normal + zero == 0 {
                     return;
                 }
@@ -834,6 +956,9 @@ impl<'c> Checker<'c> {
                 }
             }
             EventKind::Error(e) => {
+                if let Channel::Multifd(ch) = ev.channel {
+                    self.multifd_broken.insert(ch);
+                }
                 let e = e.clone();
                 self.decode_error(ev, &e, rules::MULTIFD_DECODE);
             }

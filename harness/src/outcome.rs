@@ -87,6 +87,22 @@ pub fn preflight(src: &SideProfile, dst: &SideProfile) -> Vec<(&'static str, Str
             Outcome { src: Status::Waiting, dst: Status::Waiting, cause: Some(rules::SRC_ACK_WAITING) },
         ));
     }
+    if src.has("multifd") && dst.has("multifd") && src.multifd_legacy_sync() != dst.multifd_legacy_sync() {
+        let legacy = src.multifd_legacy_sync();
+        v.push((
+            rules::MULTIFD_SYNC_MODE,
+            format!(
+                "multifd syncs {} on the source, {} on the destination",
+                if legacy { "after each section" } else { "per round" },
+                if legacy { "per round" } else { "after each section" }
+            ),
+            if legacy {
+                Outcome { src: Status::Completed, dst: Status::Failed, cause: Some(rules::MULTIFD_SYNC_MODE) }
+            } else {
+                Outcome { src: Status::Completed, dst: Status::Waiting, cause: Some(rules::MULTIFD_SYNC_MODE) }
+            },
+        ));
+    }
     if src.has("multifd") != dst.has("multifd") {
         v.push((
             rules::CAPS_MULTIFD_ONE_SIDED,
@@ -150,6 +166,15 @@ pub fn conclude(c: &Checker<'_>, transport: Transport, dst_loaded: bool) -> Outc
         && !stream_done
     {
         return Outcome { src: Status::Waiting, dst: Status::Waiting, cause: Some(rules::SRC_ACK_WAITING) };
+    }
+    if let Some(cause) = c.dst_hang {
+        // The destination's main loop blocks: it neither completes nor fails.
+        let src = match transport {
+            Transport::Socket if stream_done && !c.src.uses_return_path() => Status::Completed,
+            Transport::Socket => Status::Unknown,
+            Transport::File => src,
+        };
+        return Outcome { src, dst: Status::Waiting, cause: Some(cause) };
     }
     if stream_done {
         let src = if transport == Transport::Socket { Status::Completed } else { src };

@@ -142,6 +142,32 @@ impl SideProfile {
         self.version >= Version::new(8, 1)
     }
 
+    /// A boolean migration property or parameter (`true`, `"on"`), if set.
+    pub fn flag(&self, name: &str) -> Option<bool> {
+        match self.params.get(name)? {
+            serde_json::Value::Bool(b) => Some(*b),
+            serde_json::Value::String(s) => Some(matches!(s.as_str(), "on" | "true" | "yes")),
+            _ => None,
+        }
+    }
+
+    /// Syncs multifd channels at the end of every RAM section (legacy mode): releases
+    /// before 8.1, machine types ≤ 8.0 (`hw_compat_8_0`), or
+    /// `multifd-flush-after-each-section=on`. Otherwise once per dirty round, marked by
+    /// `MULTIFD_FLUSH` (modern mode).
+    pub fn multifd_legacy_sync(&self) -> bool {
+        if self.version < Version::new(8, 1) {
+            return true;
+        }
+        self.flag("multifd-flush-after-each-section").unwrap_or(self.machine_compat() < Version::new(8, 1))
+    }
+
+    /// SYNC packets per channel that a source sends beyond its sync markers: 9.1 and 9.2
+    /// still sync the channels at completion but dropped the final `MULTIFD_FLUSH`.
+    pub fn multifd_unmarked_syncs(&self) -> u32 {
+        u32::from(!self.multifd_legacy_sync() && self.version >= Version::new(9, 1) && self.version < Version::new(10, 0))
+    }
+
     /// Knows `RAM_SAVE_FLAG_COMPRESS_PAGE`.
     pub fn knows_compress_page(&self) -> bool {
         self.version < Version::new(9, 1)

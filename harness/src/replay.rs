@@ -202,7 +202,16 @@ pub fn side_from_meta(v: Option<&Value>) -> Option<SideProfile> {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
             .unwrap_or_default(),
-        params: v.get("params").and_then(Value::as_object).cloned().unwrap_or_default(),
+        params: {
+            let mut p = v.get("params").and_then(Value::as_object).cloned().unwrap_or_default();
+            // `-global migration.<property>=<value>` settings act like parameters for the models.
+            for (k, val) in v.get("globals").and_then(Value::as_object).into_iter().flatten() {
+                if let Some(prop) = k.strip_prefix("migration.") {
+                    p.insert(prop.to_string(), val.clone());
+                }
+            }
+            p
+        },
         uuid: v.get("uuid").and_then(Value::as_str).map(str::to_string),
         vm_running: v.get("vm_state").and_then(Value::as_str).is_none_or(|s| s == "running"),
     })
@@ -238,6 +247,8 @@ fn status_of(side: Option<&Value>) -> Option<Status> {
         Some("failed") | Some("cancelled") => Status::Failed,
         Some("not-run") => Status::NotRun,
         Some(s) if (s.contains("active") || s == "device" || s == "setup") && killed => Status::Waiting,
+        // A peer whose QMP stopped answering and that the harness had to kill was hung.
+        None if killed => Status::Waiting,
         Some("postcopy-active") => Status::Completed,
         _ if exit.is_some_and(|e| e != 0) => Status::Failed,
         _ => return None,
@@ -250,7 +261,7 @@ pub fn run(l: &Loaded, src: SideProfile, dst: Option<SideProfile>) -> Report {
     let dst = dst.unwrap_or_else(|| src.clone());
     let (evs, main_dec) = decode_channels(l, &src);
     let mut c = Checker::new(src, dst);
-    c.vmdesc_present = main_dec.as_ref().is_some_and(|d| d.vmdesc().is_some());
+    c.set_vmdesc(main_dec.as_ref().and_then(|d| d.vmdesc()));
     for ch in &l.channels {
         if let Some(name) = &ch.channel {
             c = c.with_bytes(name, &ch.bytes);
@@ -278,6 +289,7 @@ pub fn run(l: &Loaded, src: SideProfile, dst: Option<SideProfile>) -> Report {
     for e in &evs {
         c.event(e);
     }
+    c.finish();
     let outcome = conclude(&c, l.transport, dst_loaded);
     // A stream cut after the destination had failed, or while the source waited, is a
     // consequence of that outcome, not a violation of its own.
@@ -451,7 +463,7 @@ pub fn check_streaming(path: &Path, src: SideProfile, dst: SideProfile, progress
         let map = map_file(path)?;
         let bytes: &[u8] = &map;
         let mut dec = MainDecoder::for_file(ctx, bytes);
-        c.vmdesc_present = dec.vmdesc().is_some();
+        c.set_vmdesc(dec.vmdesc());
         let mut pos = 0u64;
         let step = (bytes.len() as u64 / 100).max(64 << 20);
         let mut next = step;

@@ -135,6 +135,8 @@ rules! {
     MULTIFD_UUID = "multifd/uuid", Config, Error, "The channel UUID equals the destination's qemu_uuid.", "migration/multifd.c:multifd_recv_initial_packet", Some("received uuid");
     MULTIFD_UNKNOWN_BLOCK = "multifd/unknown-block", Src, Error, "Packets name a block of the MEM_SIZE list.", "migration/multifd-nocomp.c:multifd_ram_unfill_packet", Some("unknown ram block");
     MULTIFD_OUTSIDE = "multifd/offset-outside-block", Src, Error, "Packet offsets lie inside the block.", "migration/multifd-nocomp.c:multifd_ram_unfill_packet", Some("offset too long");
+    MULTIFD_SYNC_MODE = "caps/multifd/sync-mode-mismatch", Config, Error, "Both sides sync multifd channels the same way: at every RAM section end (legacy: releases before 8.1, machine types up to 8.0, multifd-flush-after-each-section=on) or once per dirty round marked by MULTIFD_FLUSH.", "migration/multifd-nocomp.c:multifd_ram_flush_and_sync", None;
+    MULTIFD_SYNC_COUNT = "multifd/sync/count", Src, Error, "Every multifd channel carries one SYNC packet per sync point of the main stream: each RAM EOS in legacy mode, each MULTIFD_FLUSH in modern mode (9.1 and 9.2 add one at completion).", "migration/multifd.c:multifd_send_sync_main", None;
     MULTIFD_COMPRESSION = "multifd/compression", Config, Unsupported, "Compressed multifd payloads are not inflated by qmig.", "migration/multifd-zlib.c", None;
     PREEMPT_DECODE = "postcopy/preempt/decode", Src, Error, "The preempt channel carries bare RAM records ended by EOS.", "migration/ram.c:ram_load_postcopy", None;
 }
