@@ -241,7 +241,11 @@ impl<'c> Checker<'c> {
             ErrorKind::CommandLength { .. } => rules::CMD_LENGTH,
             ErrorKind::CommandPayload { cmd, .. } if *cmd == CommandCode::POSTCOPY_RAM_DISCARD => rules::CMD_DISCARD_FORMAT,
             ErrorKind::UnknownSectionType(_) => rules::UNKNOWN_TYPE,
+            _ if ev.channel == Channel::Preempt => rule_id,
             ErrorKind::Ram(m) if m.contains("Unknown combination") => rules::RAM_FLAG_VERSION,
+            ErrorKind::Ram(m) if m.contains("bytes left of MEM_SIZE") => rules::RAM_MEM_SIZE_TOTAL,
+            ErrorKind::Configuration(m) if m.contains("Configuration section missing") => rules::CONFIG_MISSING,
+            ErrorKind::Configuration(m) if m.contains("page bits") => rules::CONFIG_PAGE_BITS,
             ErrorKind::Vfio(_) => rules::VFIO_ORDER,
             ErrorKind::MappedRam(_) => rules::RAM_MAPPED_LAYOUT,
             ErrorKind::RpLength { .. } | ErrorKind::RpPayload(_) if rule_id == rules::RP_BAD => rules::RP_BAD,
@@ -302,10 +306,7 @@ impl<'c> Checker<'c> {
                 }
             }
             EventKind::RamEos => self.ram_eos += 1,
-            EventKind::RamHook
-            | EventKind::MappedRegion { .. }
-            | EventKind::DeviceState { inferred: false }
-            | EventKind::VmDesc { .. } => {
+            EventKind::RamHook | EventKind::MappedRegion { .. } | EventKind::DeviceState { inferred: false } | EventKind::VmDesc { .. } => {
                 if matches!(ev.kind, EventKind::VmDesc { .. }) {
                     self.vmdesc = true;
                     if matches!(self.postcopy, Postcopy::Listening | Postcopy::Running) {

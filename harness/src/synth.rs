@@ -6,6 +6,7 @@ use qmig_codec::codes::{CommandCode, RpMessageType, SectionType, VfioTag};
 use qmig_codec::command::{Advise, Command, CommandBody};
 use qmig_codec::config::{ConfigSubsection, Configuration};
 use qmig_codec::header::FileHeader;
+use qmig_codec::multifd::{MultifdInit, MultifdRecord, RamPacket};
 use qmig_codec::ram::{RamBlockEntry, RamRecord};
 use qmig_codec::return_path::{RpBody, RpMessage};
 use qmig_codec::section::{Footer, SectionHeader, SectionIdent};
@@ -33,6 +34,8 @@ pub struct Builder {
     pub rp: Vec<u8>,
     main_chunks: Vec<(u64, u64)>,
     rp_chunks: Vec<(u64, u64)>,
+    /// Further connections (multifd, postcopy-preempt): channel, bytes, chunk starts with times.
+    pub extra: Vec<(Channel, Vec<u8>, Vec<(u64, u64)>)>,
     t: u64,
 }
 
@@ -56,6 +59,35 @@ impl Builder {
         self.rp_chunks.push((self.rp.len() as u64, t));
         m.encode(&mut self.rp);
         self
+    }
+
+    /// Append raw return-path bytes as one chunk (for malformed messages).
+    pub fn rp_raw(&mut self, b: &[u8]) -> &mut Self {
+        let t = self.tick();
+        self.rp_chunks.push((self.rp.len() as u64, t));
+        self.rp.extend_from_slice(b);
+        self
+    }
+
+    /// Append bytes to a further connection (created on first use) as one chunk.
+    pub fn chan(&mut self, ch: Channel, f: impl FnOnce(&mut Vec<u8>)) -> &mut Self {
+        let t = self.tick();
+        let i = match self.extra.iter().position(|e| e.0 == ch) {
+            Some(i) => i,
+            None => {
+                self.extra.push((ch, Vec::new(), Vec::new()));
+                self.extra.len() - 1
+            }
+        };
+        let e = &mut self.extra[i];
+        e.2.push((e.1.len() as u64, t));
+        f(&mut e.1);
+        self
+    }
+
+    /// Multifd records on channel `ch`.
+    pub fn multifd(&mut self, ch: u32, recs: &[MultifdRecord<'_>]) -> &mut Self {
+        self.chan(Channel::Multifd(ch), |o| recs.iter().for_each(|r| r.encode(o)))
     }
 
     /// The header.
@@ -186,7 +218,16 @@ impl Builder {
                     closed: rp_closed,
                     conn: Some(0),
                 },
-            ],
+            ]
+            .into_iter()
+            .chain(self.extra.iter().enumerate().map(|(i, (ch, bytes, chunks))| ChannelBytes {
+                channel: Some(ch.clone()),
+                bytes: bytes.clone(),
+                chunks: chunks.clone(),
+                closed: true,
+                conn: Some(i as u32 + 1),
+            }))
+            .collect(),
         }
     }
 }
@@ -228,6 +269,78 @@ pub fn baseline_tail(b: &mut Builder, page: &[u8]) {
         .device(3, b"timer", &[0u8; 24])
         .eof(&[("timer", 24)])
         .rp(RpMessage::new(RpMessageType::SHUT, RpBody::Shut { error: 0 }));
+}
+
+/// A multifd channel handshake (`MultiFDInit_t`) for channel `id` with source `uuid`.
+pub fn multifd_init(id: u8, uuid: &[u8; 16]) -> Vec<u8> {
+    let mut o = Vec::new();
+    MultifdRecord::Init(MultifdInit { magic: qmig_codec::multifd::MULTIFD_MAGIC, version: 1, uuid, id, unused: &[0; 39] }).encode(&mut o);
+    o
+}
+
+/// A 10.0 multifd RAM packet of `BLOCK` (128 offset slots) with `pages` (normal pages at
+/// `offsets`, their bytes in `payload`) and `flags` (SYNC, compression bits).
+pub fn multifd_packet(flags: u32, block: &[u8], offsets: &[u64], payload: &[u8], num: u64) -> Vec<u8> {
+    let mut name = [0u8; 256];
+    let n = block.len().min(255);
+    name[..n].copy_from_slice(&block[..n]);
+    let mut offs = vec![0u8; 128 * 8];
+    for (i, o) in offsets.iter().enumerate().take(128) {
+        offs[i * 8..i * 8 + 8].copy_from_slice(&o.to_be_bytes());
+    }
+    let normal = offsets.len() as u32;
+    let p = RamPacket {
+        flags,
+        pages_alloc: 128,
+        normal_pages: normal,
+        next_packet_size: payload.len() as u32,
+        packet_num: num,
+        reserved: &[0; 32],
+        zero_pages: Some(0),
+        ramblock: &name,
+        offsets: &offs,
+        payload,
+    };
+    let mut o = Vec::new();
+    MultifdRecord::Ram(p).encode(&mut o);
+    o
+}
+
+/// A 10.0 multifd stream in miniature (modern sync: `MULTIFD_FLUSH` in setup and after the
+/// first round; each of `channels` carries one page and `syncs` SYNC packets).
+pub fn multifd_stream(b: &mut Builder, channels: u32, syncs: u32) {
+    let page = page_bytes(11);
+    b.header().config(b"pc-i440fx-10.0", &[]);
+    b.section(SectionType::START, 2, Some((b"ram", 0, 4)))
+        .ram(&[
+            RamRecord::MemSize { raw: BLOCK_LEN | 4, total: BLOCK_LEN },
+            RamRecord::Block(RamBlockEntry {
+                idstr: BLOCK,
+                used_length: BLOCK_LEN,
+                page_size: None,
+                gpa: None,
+                mapped_ram: None,
+                fixed_ram_borisov: None,
+            }),
+            RamRecord::MultifdFlush { raw: 0x200 },
+            eos(),
+        ])
+        .footer(2);
+    for ch in 0..channels {
+        b.chan(Channel::Multifd(ch), |o| o.extend_from_slice(&multifd_init(ch as u8, &[0; 16])));
+        b.chan(Channel::Multifd(ch), |o| o.extend_from_slice(&multifd_packet(1, b"", &[], &[], 0)));
+    }
+    for ch in 0..channels {
+        let off = ch as u64 * PAGE as u64;
+        b.chan(Channel::Multifd(ch), |o| o.extend_from_slice(&multifd_packet(0, BLOCK, &[off], &page, 1)));
+        for n in 1..syncs {
+            b.chan(Channel::Multifd(ch), |o| o.extend_from_slice(&multifd_packet(1, b"", &[], &[], 1 + n as u64)));
+        }
+    }
+    b.section(SectionType::PART, 2, None).ram(&[RamRecord::MultifdFlush { raw: 0x200 }, eos()]).footer(2);
+    b.cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart);
+    b.section(SectionType::END, 2, None).ram(&[eos()]).footer(2);
+    b.device(3, b"timer", &[0u8; 24]).eof(&[("timer", 24)]);
 }
 
 /// A synthetic VFIO precopy stream with switchover-ack (QEMU needs hardware for this).
@@ -326,6 +439,11 @@ pub fn rfc_initial_data_stream(b: &mut Builder) {
 
 /// A postcopy stream in miniature: ADVISE, DISCARD, PACKAGED(LISTEN, device, RUN), page request.
 pub fn postcopy_stream(b: &mut Builder) {
+    postcopy_stream_discard(b, 0, BLOCK)
+}
+
+/// The postcopy stream with its DISCARD command's version byte and block name as given.
+pub fn postcopy_stream_discard(b: &mut Builder, discard_version: u8, discard_block: &[u8]) {
     let page = page_bytes(5);
     let mut pkg = Vec::new();
     Command::new(CommandCode::POSTCOPY_LISTEN, CommandBody::PostcopyListen).encode(&mut pkg);
@@ -350,7 +468,7 @@ pub fn postcopy_stream(b: &mut Builder) {
         .cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart)
         .cmd(
             CommandCode::POSTCOPY_RAM_DISCARD,
-            CommandBody::PostcopyRamDiscard { version: 0, block: BLOCK, nil: 0, ranges: &ranges, count: 1 },
+            CommandBody::PostcopyRamDiscard { version: discard_version, block: discard_block, nil: 0, ranges: &ranges, count: 1 },
         )
         .cmd(CommandCode::PING, CommandBody::Ping { value: 2 })
         .cmd(CommandCode::PACKAGED, CommandBody::Packaged { length: pkg.len() as u32 })

@@ -399,3 +399,456 @@ fn vfio_init_data_sent_without_switchover_ack() {
     only(&r, rules::VFIO_INIT_WITHOUT_ACK);
     assert_eq!(r.outcome.dst, Status::Failed);
 }
+
+// ---------------------------------------------------------------------------------------
+// The rest of the catalogue: one deliberately wrong stream (or settings) per rule.
+
+use qmig_codec::codes::VfioTag;
+use qmig_codec::config::{ConfigSubsection, Configuration};
+use qmig_codec::multifd::MULTIFD_MAGIC;
+use qmig_codec::ram::RamBlockEntry;
+use qmig_codec::vfio::VfioRecord;
+use qmig_codec::vmdesc::VmDescTrailer;
+use qmig_codec::Channel;
+use qmig_harness::outcome;
+
+/// Info rules are not violations: the rule is reported, and nothing at warning or above.
+#[track_caller]
+fn only_info(r: &Report, rule: &'static str) {
+    assert!(rules_of(r).is_empty(), "findings: {:#?}", r.findings);
+    assert!(r.findings.iter().any(|f| f.rule == rule && f.severity == Severity::Info), "{rule} missing: {:#?}", r.findings);
+}
+
+fn with_params(mut p: SideProfile, kv: &[(&str, serde_json::Value)]) -> SideProfile {
+    for (k, v) in kv {
+        p.params.insert(k.to_string(), v.clone());
+    }
+    p
+}
+
+fn multifd(v: &str) -> SideProfile {
+    with_params(side(v, &["multifd"]), &[("multifd-channels", 2.into())])
+}
+
+/// The tail of the baseline without the destination's SHUT (for sides without a return path).
+fn tail_no_rp(b: &mut Builder) {
+    b.ram_part(SectionType::END, 2, 0x2000, &page_bytes(2)).device(3, b"timer", &[0u8; 24]).eof(&[("timer", 24)]);
+}
+
+fn config_with(b: &mut Builder, subsections: Vec<ConfigSubsection<'_>>) {
+    let c = Configuration { machine: b"pc-i440fx-10.0", subsections };
+    b.main(|o| c.encode(o));
+}
+
+#[test]
+fn configuration_rules() {
+    // No configuration section at all.
+    let mut b = Builder::default();
+    b.header().cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath).ram_setup(2).ram_part(
+        SectionType::PART,
+        2,
+        0,
+        &page_bytes(1),
+    );
+    tail_no_rp(&mut b);
+    let r = run(&b, rp(), rp());
+    only(&r, rules::CONFIG_MISSING);
+    assert_eq!(r.outcome.dst, Status::Failed);
+
+    // 64 KiB target pages (the stream then carries no pages, so nothing else misparses).
+    let mut b = Builder::default();
+    b.header();
+    config_with(&mut b, vec![ConfigSubsection::TargetPageBits { version: 1, bits: 16 }]);
+    b.ram_setup(2).section(SectionType::END, 2, None).ram(&[eos()]).footer(2).device(3, b"timer", &[0u8; 24]).eof(&[("timer", 24)]);
+    let r = run(&b, side("10.0", &[]), side("10.0", &[]));
+    only(&r, rules::CONFIG_PAGE_BITS);
+    assert_eq!(r.outcome.cause, Some(rules::CONFIG_PAGE_BITS));
+
+    // validate-uuid with a different destination UUID.
+    let uuid = [0x11u8; 16];
+    let mut b = Builder::default();
+    b.header();
+    config_with(&mut b, vec![ConfigSubsection::Uuid { version: 1, uuid: &uuid }]);
+    b.ram_setup(2).ram_part(SectionType::PART, 2, 0, &page_bytes(1));
+    tail_no_rp(&mut b);
+    let mut dst = side("10.0", &["validate-uuid"]);
+    dst.uuid = Some("22222222-2222-2222-2222-222222222222".into());
+    let r = run(&b, side("10.0", &["validate-uuid"]), dst);
+    only(&r, rules::CONFIG_UUID);
+    assert_eq!(r.outcome.cause, Some(rules::CONFIG_UUID));
+}
+
+#[test]
+fn settings_only_rules() {
+    // The source's machine type does not exist in the destination's QEMU.
+    let mut src = side("10.0", &[]);
+    src.machine = Some("pc-q35-10.0".into());
+    let p = outcome::preflight(&src, &side("7.2", &[]));
+    assert_eq!(p[0].0, rules::CAPS_MACHINE_UNKNOWN, "{p:?}");
+    assert_eq!(p[0].2.dst, Status::NotRun);
+
+    // return-path on the source only: the destination follows OPEN_RETURN_PATH anyway.
+    let mut b = Builder::default();
+    synth::baseline(&mut b, &page_bytes(1));
+    only_info(&run(&b, rp(), side("10.0", &[])), rules::CAPS_RETURN_PATH_ONE_SIDED);
+
+    // multifd sync modes differ: flush-after-each-section on the source only.
+    let legacy = with_params(multifd("10.0"), &[("multifd-flush-after-each-section", true.into())]);
+    let p = outcome::preflight(&legacy, &multifd("10.0"));
+    assert_eq!(p.iter().map(|(r, _, _)| *r).collect::<Vec<_>>(), vec![rules::MULTIFD_SYNC_MODE], "{p:?}");
+    assert_eq!(p[0].2.dst, Status::Failed);
+    let p = outcome::preflight(&multifd("10.0"), &legacy);
+    assert_eq!(p[0].2.dst, Status::Waiting);
+}
+
+#[test]
+fn more_framing_rules() {
+    // A device the vmdesc (standing for the destination's device list) does not have.
+    let mut b = Builder::default();
+    base_until_end(&mut b, true);
+    b.ram_part(SectionType::END, 2, 0x2000, &page_bytes(2))
+        .device(3, b"timer", &[0u8; 24])
+        .device(4, b"bogus", &[1, 2, 3])
+        .eof(&[("timer", 24)])
+        .rp(RpMessage::new(RpMessageType::SHUT, RpBody::Shut { error: 0 }));
+    let r = run(&b, rp(), rp());
+    only(&r, rules::UNKNOWN_DEVICE);
+    assert_eq!(r.outcome.cause, Some(rules::UNKNOWN_DEVICE));
+
+    // A section id announced twice.
+    let mut b = Builder::default();
+    base_until_end(&mut b, true);
+    b.ram_part(SectionType::END, 2, 0x2000, &page_bytes(2)).device(2, b"timer", &[0u8; 24]).eof(&[("timer", 24)]);
+    b.rp(RpMessage::new(RpMessageType::SHUT, RpBody::Shut { error: 0 }));
+    only(&run(&b, rp(), rp()), rules::DUPLICATE_ID);
+
+    // vmdesc describes a device that was never sent.
+    let mut b = Builder::default();
+    base_until_end(&mut b, true);
+    b.ram_part(SectionType::END, 2, 0x2000, &page_bytes(2)).device(3, b"timer", &[0u8; 24]).eof(&[("timer", 24), ("ghost", 4)]);
+    b.rp(RpMessage::new(RpMessageType::SHUT, RpBody::Shut { error: 0 }));
+    only(&run(&b, rp(), rp()), rules::VMDESC_MISMATCH);
+
+    // Bytes after the vmdesc.
+    let mut b = Builder::default();
+    base_until_end(&mut b, true);
+    b.ram_part(SectionType::END, 2, 0x2000, &page_bytes(2)).device(3, b"timer", &[0u8; 24]).eof(&[("timer", 24)]).raw(b"junk");
+    b.rp(RpMessage::new(RpMessageType::SHUT, RpBody::Shut { error: 0 }));
+    let r = run(&b, rp(), rp());
+    only(&r, rules::AFTER_EOF);
+    assert_eq!(r.outcome.dst, Status::Completed);
+
+    // A vmdesc after a postcopy stream.
+    let mut b = Builder::default();
+    synth::postcopy_stream(&mut b);
+    let json = br#"{"page_size":4096,"devices":[{"name":"timer","instance_id":0,"fields":[{"name":"d","type":"buffer","size":24}]}]}"#;
+    b.main(|o| VmDescTrailer { len: json.len() as u32, json }.encode(o));
+    let s = side("10.0", &["postcopy-ram"]);
+    only(&run(&b, s.clone(), s), rules::EOF_IN_POSTCOPY);
+
+    // Without vmdesc the device sections are delimited by their footers (informational).
+    let mut b = Builder::default();
+    synth::postcopy_stream(&mut b);
+    let s = side("10.0", &["postcopy-ram"]);
+    only_info(&run(&b, s.clone(), s), rules::BOUNDARY_INFERRED);
+
+    // A CONTINUE page before any page named its block: the loader cannot frame it.
+    let mut b = Builder::default();
+    b.header().config(b"pc-i440fx-10.0", &[]).cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath).ram_setup(2);
+    let page = page_bytes(1);
+    b.section(SectionType::PART, 2, None)
+        .ram(&[RamRecord::Page { raw: 0x28, offset: 0, block: None, block_index: None, data: &page }, eos()]);
+    let r = run(&b, rp(), rp());
+    only(&r, rules::DECODE);
+    assert_eq!(r.outcome.dst, Status::Failed);
+}
+
+#[test]
+fn more_command_rules() {
+    // Return path on, but the setup sections start before OPEN_RETURN_PATH.
+    let mut b = Builder::default();
+    b.header().config(b"pc-i440fx-10.0", &[]).ram_setup(2).ram_part(SectionType::PART, 2, 0, &page_bytes(1));
+    b.cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart);
+    tail_no_rp(&mut b);
+    only(&run(&b, rp(), rp()), rules::CMD_RP_MISSING);
+
+    let pc = side("10.0", &["return-path", "postcopy-ram"]);
+    let advise = || CommandBody::PostcopyAdvise(Advise::Sizes { ram_pagesize_summary: 4096, target_page_size: 4096 });
+    // ADVISE twice.
+    let mut b = Builder::default();
+    b.header().config(b"pc-i440fx-10.0", &[]).cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath);
+    b.cmd(CommandCode::POSTCOPY_ADVISE, advise()).cmd(CommandCode::POSTCOPY_ADVISE, advise());
+    b.ram_setup(2).ram_part(SectionType::PART, 2, 0, &page_bytes(1)).cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart);
+    tail_no_rp(&mut b);
+    let r = run(&b, pc.clone(), pc.clone());
+    only(&r, rules::CMD_ADVISE_STATE);
+    assert_eq!(r.outcome.cause, Some(rules::CMD_ADVISE_STATE));
+
+    // postcopy-ram on, no ADVISE before setup.
+    let mut b = Builder::default();
+    b.header().config(b"pc-i440fx-10.0", &[]).cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath);
+    b.ram_setup(2).ram_part(SectionType::PART, 2, 0, &page_bytes(1)).cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart);
+    tail_no_rp(&mut b);
+    only(&run(&b, pc.clone(), pc.clone()), rules::CMD_ADVISE_MISSING);
+
+    // A 0-byte ADVISE (source without postcopy-ram) to a destination with postcopy-ram.
+    let mut b = Builder::default();
+    b.header().config(b"pc-i440fx-10.0", &[]).cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath);
+    b.cmd(CommandCode::POSTCOPY_ADVISE, CommandBody::PostcopyAdvise(Advise::Empty));
+    b.ram_setup(2).ram_part(SectionType::PART, 2, 0, &page_bytes(1)).cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart);
+    tail_no_rp(&mut b);
+    let r = run(&b, side("10.0", &["return-path"]), pc.clone());
+    only(&r, rules::CMD_ADVISE_MISMATCH);
+    assert_eq!(r.outcome.dst, Status::Failed);
+
+    // DISCARD of a block the source never announced; DISCARD with version 1.
+    let s = side("10.0", &["postcopy-ram"]);
+    for (version, block) in [(0u8, &b"bogus"[..]), (1, BLOCK)] {
+        let mut b = Builder::default();
+        synth::postcopy_stream_discard(&mut b, version, block);
+        let r = run(&b, s.clone(), s.clone());
+        only(&r, rules::CMD_DISCARD_FORMAT);
+        assert_eq!(r.outcome.dst, Status::Failed, "version {version}");
+    }
+
+    // COLO is not modelled: reported as unsupported, never a silent pass.
+    let mut b = Builder::default();
+    b.header().config(b"pc-i440fx-10.0", &[]).cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath);
+    b.cmd(CommandCode::ENABLE_COLO, CommandBody::EnableColo).ram_setup(2).ram_part(SectionType::PART, 2, 0, &page_bytes(1));
+    b.cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart);
+    tail_no_rp(&mut b);
+    let r = run(&b, rp(), rp());
+    only(&r, rules::CMD_COLO);
+    assert_eq!(r.exit_code(), 3);
+}
+
+#[test]
+fn more_return_path_rules() {
+    // A PONG with length 8 (PONG is 4 bytes).
+    let mut b = Builder::default();
+    base_until_end(&mut b, true);
+    b.rp_raw(&[0, 3, 0, 8, 0, 0, 0, 1, 0, 0, 0, 1]);
+    finish(&mut b);
+    only(&run(&b, rp(), rp()), rules::RP_BAD);
+
+    // Return-path bytes although the source never opened it.
+    let mut b = Builder::default();
+    b.header().config(b"pc-i440fx-10.0", &[]).ram_setup(2).ram_part(SectionType::PART, 2, 0, &page_bytes(1));
+    b.cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart);
+    tail_no_rp(&mut b);
+    b.rp(RpMessage::new(RpMessageType::SHUT, RpBody::Shut { error: 0 }));
+    only(&run(&b, side("10.0", &[]), side("10.0", &[])), rules::RP_WITHOUT_OPEN);
+
+    // A postcopy page request for a block the source never announced.
+    let mut b = Builder::default();
+    synth::postcopy_stream(&mut b);
+    b.rp(RpMessage::new(RpMessageType::REQ_PAGES_ID, RpBody::ReqPagesId { start: 0, len: 4096, block: b"bogus" }));
+    let s = side("10.0", &["postcopy-ram"]);
+    only(&run(&b, s.clone(), s), rules::RP_REQ_UNKNOWN_BLOCK);
+
+    // SHUT(1): the destination tells the source it failed (informational).
+    let mut b = Builder::default();
+    base_until_end(&mut b, true);
+    tail_no_rp(&mut b);
+    b.rp(RpMessage::new(RpMessageType::SHUT, RpBody::Shut { error: 1 }));
+    only_info(&run(&b, rp(), rp()), rules::RP_SHUT_ERROR);
+}
+
+/// A VFIO stream whose START body is `start` and with one extra `part` tag, 10.0 framing.
+fn vfio_with(b: &mut Builder, start: &[VfioRecord<'_>], part: &[VfioRecord<'_>]) {
+    b.header().config(b"pc-q35-10.0", &[]).cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath).ram_setup(2);
+    b.section(SectionType::START, 5, Some((b"0000:00:05.0/vfio", 0, 1))).vfio(start).footer(5);
+    b.section(SectionType::PART, 5, None).vfio(part).footer(5);
+    b.ram_part(SectionType::PART, 2, 0, &page_bytes(1)).cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart);
+    b.ram_part(SectionType::END, 2, 0x2000, &page_bytes(1));
+    b.section(SectionType::END, 5, None).vfio(&[VfioRecord::Marker { tag: VfioTag::END_OF_STATE }]).footer(5);
+    b.eof(&[]);
+}
+
+#[test]
+fn more_vfio_rules() {
+    let data = page_bytes(3);
+    let eos = VfioRecord::Marker { tag: VfioTag::END_OF_STATE };
+    // Setup state not closed by END_OF_STATE.
+    let mut b = Builder::default();
+    vfio_with(
+        &mut b,
+        &[VfioRecord::Marker { tag: VfioTag::DEV_SETUP_STATE }, VfioRecord::Data { size: 16, data: &data[..16] }, eos],
+        &[VfioRecord::Data { size: 16, data: &data[..16] }, eos],
+    );
+    let r = run(&b, rp(), rp());
+    only(&r, rules::VFIO_ORDER);
+    assert_eq!(r.outcome.dst, Status::Failed);
+
+    // DEV_CONFIG_LOAD_READY (10.1) to a 10.0 destination.
+    let mut b = Builder::default();
+    vfio_with(
+        &mut b,
+        &[VfioRecord::Marker { tag: VfioTag::DEV_SETUP_STATE }, eos],
+        &[VfioRecord::Marker { tag: VfioTag::DEV_CONFIG_LOAD_READY }],
+    );
+    let r = run(&b, side("10.1", &["return-path"]), rp());
+    only(&r, rules::VFIO_LOAD_READY_VERSION);
+    assert_eq!(r.outcome.dst, Status::Failed);
+}
+
+/// The real mapped-ram vector, with `edit` applied to its stream bytes.
+fn mapped_ram_variant(edit: impl FnOnce(&mut Vec<u8>)) -> Report {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectors/file100-mapped-ram");
+    let mut l = replay::load(&dir).expect("vector");
+    edit(&mut l.channels[0].bytes);
+    let (src, dst) = replay::sides(l.meta.as_ref());
+    replay::run(&l, src, dst)
+}
+
+/// Offset of the first PART section's EOS in file100-mapped-ram (from `qmig inspect`).
+const MAPPED_PART_EOS: usize = 0x52_0012;
+
+#[test]
+fn mapped_ram_and_ram_rules() {
+    let r = mapped_ram_variant(|_| {});
+    assert!(rules_of(&r).is_empty(), "{:#?}", r.findings);
+
+    // A page record in the stream of a mapped-ram migration.
+    let r = mapped_ram_variant(|b| {
+        let mut rec = Vec::new();
+        RamRecord::Zero { raw: 0x02, offset: 0, block: Some(b"ram0"), block_index: None, fill: 0 }.encode(&mut rec);
+        b.splice(MAPPED_PART_EOS..MAPPED_PART_EOS, rec);
+    });
+    only(&r, rules::RAM_MAPPED_PAGES_IN_STREAM);
+    assert_eq!(r.outcome.dst, Status::Failed);
+
+    // MULTIFD_FLUSH with mapped-ram.
+    let r = mapped_ram_variant(|b| {
+        let mut rec = Vec::new();
+        RamRecord::MultifdFlush { raw: 0x200 }.encode(&mut rec);
+        b.splice(MAPPED_PART_EOS..MAPPED_PART_EOS, rec);
+    });
+    only(&r, rules::RAM_MULTIFD_FLUSH_MAPPED);
+
+    // pages_offset of ram0 (be64 at 0x84) not page aligned.
+    let r = mapped_ram_variant(|b| b[0x84..0x8c].copy_from_slice(&0x10_0800u64.to_be_bytes()));
+    only(&r, rules::RAM_MAPPED_LAYOUT);
+    assert_eq!(r.outcome.dst, Status::Failed);
+
+    // The block list adds up to more than MEM_SIZE.
+    let mut b = Builder::default();
+    b.header().config(b"pc-i440fx-10.0", &[]).cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath);
+    b.section(SectionType::START, 2, Some((b"ram", 0, 4)))
+        .ram(&[
+            RamRecord::MemSize { raw: 0x8000 | 4, total: 0x8000 },
+            RamRecord::Block(RamBlockEntry {
+                idstr: BLOCK,
+                used_length: BLOCK_LEN,
+                page_size: None,
+                gpa: None,
+                mapped_ram: None,
+                fixed_ram_borisov: None,
+            }),
+            eos(),
+        ])
+        .footer(2);
+    let r = run(&b, rp(), rp());
+    only(&r, rules::RAM_MEM_SIZE_TOTAL);
+    assert_eq!(r.outcome.dst, Status::Failed);
+
+    // XBZRLE pages without the capability.
+    let mut b = Builder::default();
+    synth::xbzrle_stream(&mut b);
+    only(&run(&b, side("10.0", &[]), side("10.0", &[])), rules::RAM_XBZRLE_WITHOUT_CAP);
+}
+
+#[test]
+fn multifd_rules() {
+    let clean = |b: &mut Builder| synth::multifd_stream(b, 2, 2);
+    let mut b = Builder::default();
+    clean(&mut b);
+    let r = run(&b, multifd("10.0"), multifd("10.0"));
+    assert!(rules_of(&r).is_empty(), "{:#?}", r.findings);
+    assert_eq!((r.outcome.src, r.outcome.dst), (Status::Completed, Status::Completed));
+
+    // One SYNC too many on every channel.
+    let mut b = Builder::default();
+    synth::multifd_stream(&mut b, 2, 3);
+    only(&run(&b, multifd("10.0"), multifd("10.0")), rules::MULTIFD_SYNC_COUNT);
+
+    // Sync modes differ (flush-after-each-section on the destination only): it hangs.
+    let mut b = Builder::default();
+    clean(&mut b);
+    let legacy = with_params(multifd("10.0"), &[("multifd-flush-after-each-section", "on".into())]);
+    let r = run(&b, multifd("10.0"), legacy);
+    only(&r, rules::MULTIFD_SYNC_MODE);
+    assert_eq!((r.outcome.dst, r.outcome.cause), (Status::Waiting, Some(rules::MULTIFD_SYNC_MODE)));
+
+    // multifd on the source only.
+    let mut b = Builder::default();
+    clean(&mut b);
+    let r = run(&b, multifd("10.0"), side("10.0", &[]));
+    only(&r, rules::CAPS_MULTIFD_ONE_SIDED);
+
+    // A channel that does not start with MultiFDInit_t.
+    let mut b = Builder::default();
+    clean(&mut b);
+    b.chan(Channel::Multifd(2), |o| o.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]));
+    let r = run(&b, multifd("10.0"), with_params(multifd("10.0"), &[("multifd-channels", 3.into())]));
+    only(&r, rules::MULTIFD_DECODE);
+
+    // A channel id beyond multifd-channels.
+    let mut b = Builder::default();
+    clean(&mut b);
+    b.chan(Channel::Multifd(2), |o| o.extend_from_slice(&synth::multifd_init(7, &[0; 16])));
+    only(&run(&b, multifd("10.0"), multifd("10.0")), rules::MULTIFD_CHANNEL_ID);
+
+    // A channel UUID that is not the destination's.
+    let mut b = Builder::default();
+    clean(&mut b);
+    let mut dst = multifd("10.0");
+    dst.uuid = Some("33333333-3333-3333-3333-333333333333".into());
+    let r = run(&b, multifd("10.0"), dst);
+    only(&r, rules::MULTIFD_UUID);
+    assert_eq!(r.outcome.dst, Status::Failed);
+
+    // Pages of an unknown block; an offset beyond the block.
+    let page = page_bytes(4);
+    for (rule, block, off) in [(rules::MULTIFD_UNKNOWN_BLOCK, &b"bogus"[..], 0), (rules::MULTIFD_OUTSIDE, BLOCK, BLOCK_LEN)] {
+        let mut b = Builder::default();
+        synth::multifd_stream(&mut b, 2, 2);
+        b.chan(Channel::Multifd(0), |o| o.extend_from_slice(&synth::multifd_packet(0, block, &[off], &page, 9)));
+        let r = run(&b, multifd("10.0"), multifd("10.0"));
+        only(&r, rule);
+        assert_eq!(r.outcome.dst, Status::Failed, "{rule}");
+    }
+
+    // zlib-compressed payloads: not inflated, so reported as unsupported.
+    let mut b = Builder::default();
+    synth::multifd_stream(&mut b, 2, 2);
+    b.chan(Channel::Multifd(0), |o| o.extend_from_slice(&synth::multifd_packet(0x2, BLOCK, &[0], b"\x78\x9c\x03\x00", 9)));
+    let r = run(&b, multifd("10.0"), multifd("10.0"));
+    only(&r, rules::MULTIFD_COMPRESSION);
+    assert_eq!(MULTIFD_MAGIC, 0x1122_3344);
+}
+
+#[test]
+fn preempt_channel_that_does_not_frame() {
+    let mut b = Builder::default();
+    synth::postcopy_stream(&mut b);
+    b.chan(Channel::Preempt, |o| o.extend_from_slice(&0x1000u64.to_be_bytes()));
+    let s = side("10.0", &["postcopy-ram", "postcopy-preempt"]);
+    only(&run(&b, s.clone(), s), rules::PREEMPT_DECODE);
+}
+
+/// Guard: every rule of the catalogue is named by a test in this file.
+#[test]
+fn every_rule_has_a_negative_test() {
+    let catalogue = include_str!("../src/rules.rs");
+    let tests = include_str!("rules_negative.rs");
+    let names: Vec<&str> = catalogue
+        .lines()
+        .filter_map(|l| l.strip_prefix("    ")?.split_once(" = \"").map(|(n, _)| n))
+        .filter(|n| n.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+        .collect();
+    assert_eq!(names.len(), rules::CATALOGUE.len(), "parsed {names:?}");
+    let missing: Vec<&&str> =
+        names.iter().filter(|n| !tests.contains(&format!("rules::{n})")) && !tests.contains(&format!("rules::{n},"))).collect();
+    assert!(missing.is_empty(), "rules without a negative test: {missing:?}");
+}
