@@ -25,6 +25,9 @@ pub const BLOCK: &[u8] = b"pc.ram";
 /// Its size.
 pub const BLOCK_LEN: u64 = 0x10_0000;
 
+/// A further connection of a synthetic case: channel, bytes, chunk starts with their times.
+pub type ExtraChannel = (Channel, Vec<u8>, Vec<(u64, u64)>);
+
 /// A stream under construction, with a clock so main and return-path bytes interleave.
 #[derive(Debug, Default, Clone)]
 pub struct Builder {
@@ -34,8 +37,8 @@ pub struct Builder {
     pub rp: Vec<u8>,
     main_chunks: Vec<(u64, u64)>,
     rp_chunks: Vec<(u64, u64)>,
-    /// Further connections (multifd, postcopy-preempt): channel, bytes, chunk starts with times.
-    pub extra: Vec<(Channel, Vec<u8>, Vec<(u64, u64)>)>,
+    /// Further connections (multifd, postcopy-preempt).
+    pub extra: Vec<ExtraChannel>,
     t: u64,
 }
 
