@@ -105,6 +105,61 @@ EXPERIMENTS = ["truncate-half", "truncate-before-eof", "truncate-in-vmdesc", "no
 BASES = ["file100-precopy", "file72-precopy"]
 
 
+def run_experiment(tmp, assets, name, base, meta, data, ops, desc, src_meta, dst_meta):
+    """Load the mutated bytes into a real destination and write the case directory."""
+    mutated = apply(data, ops)
+    work = tempfile.mkdtemp(dir=tmp)
+    path = os.path.join(work, "stream.bin")
+    open(path, "wb").write(mutated)
+    dd = dict(dst_meta)
+    sd = C.side(dd["qemu"], dd["machine"], dd.get("caps", ()), dd.get("params"))
+    dst = C.Qemu("dst", sd, assets, work, incoming=True)
+    dst.setup_migration()
+    uri = "exec:cat < %s" % path if dd["qemu"] == "7.2" else "file:%s" % path
+    dst.q.cmd("migrate-incoming", uri=uri)
+    st = dst.wait({"completed", "failed"}, 30)
+    if st == "completed":
+        time.sleep(0.3)
+    res = dst.finish(killed_by_harness=st not in ("completed", "failed", None))
+    res.pop("argv", None)
+    cj = {
+        "name": name, "kind": "file", "origin": "qemu",
+        "desc": desc,
+        "expect": "what the real destination loader does with these bytes",
+        "outcome": "dst %s%s" % (res["final_status"], (": " + " / ".join(res["stderr"][:2])) if res["stderr"] else ""),
+        "src": src_meta | {"final_status": None, "stderr": [], "exit_status": None},
+        "dst": res,
+        "derive": {"from": base, "edits": ops},
+    }
+    cj["src"].pop("argv", None)
+    out = os.path.join(HERE, name)
+    os.makedirs(out, exist_ok=True)
+    json.dump(cj, open(os.path.join(out, "case.json"), "w"), indent=2)
+    print("%-44s %s" % (name, cj["outcome"][:150]))
+
+
+def fixed_ram_rename(data):
+    """Spell the configuration's capability `mapped-ram` as the RFC's `fixed-ram` (one byte
+    shorter: the length byte, the name, and one byte less)."""
+    at = data.index(b"\x0amapped-ram")
+    return [{"op": "set", "offset": at, "hex": "09" + b"fixed-ram".hex()},
+            {"op": "delete", "offset": at + 10, "len": 1}]
+
+
+# Dialect experiments: a real stream re-spelled as an RFC dialect's, loaded by a real merged
+# destination (name, base case, edits, description, src override, dst override).
+DIALECT_EXPERIMENTS = [
+    ("corrupt-file100-mapped-ram-as-fixed-ram", "file100-mapped-ram", fixed_ram_rename,
+     "fixed-ram RFC (v2+, 28-byte header) source on one side: the mapped-ram file with its capability spelled "
+     "fixed-ram, loaded by a real merged QEMU 10.0 destination without mapped-ram (the name is one byte shorter, so "
+     "the absolute offsets after it are off by one: the stream also misparses at the second block, which QEMU never reaches)",
+     {"qemu": "rfc:fixed-ram", "caps": ["fixed-ram"]}, {"caps": []}),
+    ("corrupt-file100-mapped-ram-as-fixed-ram-dst-mapped-ram", "file100-mapped-ram", fixed_ram_rename,
+     "fixed-ram RFC source against a merged QEMU 10.0 destination with mapped-ram on (the same layout, another name)",
+     {"qemu": "rfc:fixed-ram", "caps": ["fixed-ram"]}, {}),
+]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", action="append", default=[])
@@ -114,6 +169,8 @@ def main():
         for b in BASES:
             for e in EXPERIMENTS:
                 print("corrupt-%s-%s" % (b.replace("-precopy", ""), e))
+        for d in DIALECT_EXPERIMENTS:
+            print(d[0])
         return
     tmp = tempfile.mkdtemp(prefix="qmig-corrupt-", dir="/dev/shm")
     try:
@@ -132,35 +189,16 @@ def main():
                 if ops is None:
                     print("%-44s no target in %s" % (name, base))
                     continue
-                mutated = apply(data, ops)
-                work = tempfile.mkdtemp(dir=tmp)
-                path = os.path.join(work, "stream.bin")
-                open(path, "wb").write(mutated)
-                dd = dict(meta["dst"])
-                sd = C.side(dd["qemu"], dd["machine"], dd.get("caps", ()), dd.get("params"))
-                dst = C.Qemu("dst", sd, assets, work, incoming=True)
-                dst.setup_migration()
-                uri = "exec:cat < %s" % path if dd["qemu"] == "7.2" else "file:%s" % path
-                dst.q.cmd("migrate-incoming", uri=uri)
-                st = dst.wait({"completed", "failed"}, 30)
-                if st == "completed":
-                    time.sleep(0.3)
-                res = dst.finish(killed_by_harness=st not in ("completed", "failed", None))
-                res.pop("argv", None)
-                cj = {
-                    "name": name, "kind": "file", "origin": "qemu",
-                    "desc": "corruption experiment %s of %s, loaded by a real QEMU %s destination" % (e, base, dd["qemu"]),
-                    "expect": "what the real destination loader does with these bytes",
-                    "outcome": "dst %s%s" % (res["final_status"], (": " + " / ".join(res["stderr"][:2])) if res["stderr"] else ""),
-                    "src": meta["src"] | {"final_status": None, "stderr": [], "exit_status": None},
-                    "dst": res,
-                    "derive": {"from": base, "edits": ops},
-                }
-                cj["src"].pop("argv", None)
-                out = os.path.join(HERE, name)
-                os.makedirs(out, exist_ok=True)
-                json.dump(cj, open(os.path.join(out, "case.json"), "w"), indent=2)
-                print("%-44s %s" % (name, cj["outcome"][:150]))
+                desc = "corruption experiment %s of %s, loaded by a real QEMU %s destination" % (e, base, meta["dst"]["qemu"])
+                run_experiment(tmp, assets, name, base, meta, data, ops, desc, meta["src"], meta["dst"])
+        for name, base, edits, desc, src_over, dst_over in DIALECT_EXPERIMENTS:
+            if a.only and name not in a.only:
+                continue
+            bdir = os.path.join(HERE, base)
+            meta = json.load(open(os.path.join(bdir, "case.json")))
+            data = open(os.path.join(bdir, "stream.bin"), "rb").read()
+            run_experiment(tmp, assets, name, base, meta, data, edits(data), desc,
+                           dict(meta["src"], **src_over), dict(meta["dst"], **dst_over))
     finally:
         C._kill_all()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -123,6 +123,9 @@ pub enum ErrorKind {
     /// A RAM record problem.
     #[error("ram: {0}")]
     Ram(String),
+    /// A device-state framing problem (e.g. virtio-net iterative delimiters).
+    #[error("device state: {0}")]
+    Device(String),
     /// A VFIO record problem.
     #[error("vfio: {0}")]
     Vfio(String),

@@ -30,6 +30,7 @@ pub mod section;
 mod ser;
 pub mod stream;
 pub mod vfio;
+pub mod virtio_iterative;
 pub mod vmdesc;
 
 pub use context::{Context, Dialect, Version};

@@ -11,13 +11,14 @@ use std::collections::HashMap;
 use crate::codes::{CommandCode, SectionType, VfioTag};
 use crate::command::{len_rule, Command, CommandBody, LenRule};
 use crate::config::Configuration;
-use crate::context::Context;
+use crate::context::{Context, Dialect};
 use crate::error::{Channel, DecodeError, ErrorKind, PResult, SectionRef, Stop};
 use crate::header::FileHeader;
 use crate::ram::{RamRecord, RamState, RAM_IDSTR};
 use crate::rd::Rd;
 use crate::section::{Footer, SectionHeader};
 use crate::vfio::VfioRecord;
+use crate::virtio_iterative::VirtioIterRecord;
 use crate::vmdesc::{walk_struct, VmDesc, VmDescTrailer};
 
 /// How the end of a device section body was found.
@@ -76,6 +77,8 @@ pub enum Record<'a> {
     MappedRamRegion(MappedRamRegion<'a>),
     /// A VFIO item inside a `…/vfio` section.
     Vfio(VfioRecord<'a>),
+    /// A virtio-net iterative item inside a `…/virtio-net-iterative` section (RFC dialect).
+    VirtioIter(VirtioIterRecord<'a>),
     /// The body of any other section.
     DeviceState(DeviceState<'a>),
     /// Section footer.
@@ -102,6 +105,7 @@ impl Record<'_> {
             Record::Ram(r) => r.encode(out),
             Record::MappedRamRegion(m) => out.extend_from_slice(m.data.unwrap_or_default()),
             Record::Vfio(v) => v.encode(out),
+            Record::VirtioIter(v) => v.encode(out),
             Record::DeviceState(d) => out.extend_from_slice(d.data),
             Record::Footer(f) => f.encode(out),
             Record::Command(c) => c.encode(out),
@@ -152,6 +156,7 @@ enum Phase {
 enum BodyKind {
     Ram,
     Vfio,
+    VirtioIter,
     Device,
 }
 
@@ -422,6 +427,11 @@ impl MainDecoder {
                             BodyKind::Ram
                         } else if f.idstr.ends_with(b"/vfio") {
                             BodyKind::Vfio
+                        } else if self.ctx.dialect == Dialect::VirtioIterative
+                            && f.idstr.ends_with(crate::virtio_iterative::IDSTR_SUFFIX)
+                            && ty == SectionType::START
+                        {
+                            BodyKind::VirtioIter
                         } else {
                             BodyKind::Device
                         };
@@ -518,6 +528,17 @@ impl MainDecoder {
                     self.body_done();
                 }
                 Ok(Record::Vfio(v))
+            }
+            BodyKind::VirtioIter => {
+                let id = o.id;
+                let check = |after: &[u8]| self.footer_then_next(after, id, complete);
+                let end = crate::virtio_iterative::VNET_MIG_F_END_DATA.to_be_bytes();
+                let state_end = |rest: &'a [u8]| self.scan(rest, &end, complete, &check, "virtio-net iterative state has no END_DATA");
+                let v = VirtioIterRecord::parse(rd, &state_end)?;
+                if v.ends_body() {
+                    self.body_done();
+                }
+                Ok(Record::VirtioIter(v))
             }
             BodyKind::Device => {
                 let known = self.sections.get(&o.id);

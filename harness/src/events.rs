@@ -13,6 +13,7 @@ use qmig_codec::ram::RamRecord;
 use qmig_codec::return_path::{RpBody, RpRecord};
 use qmig_codec::stream::Boundary;
 use qmig_codec::vfio::VfioRecord;
+use qmig_codec::virtio_iterative::VirtioIterRecord;
 use qmig_codec::{decode_all, lossy, Channel, Context, DecodeError, MainDecoder, Record};
 use serde::Serialize;
 
@@ -102,6 +103,11 @@ pub enum EventKind {
         tag: u64,
         /// Data bytes (DATA_STATE / CONFIG).
         size: u64,
+    },
+    /// A virtio-net iterative delimiter (RFC dialect): `VNET_MIG_F_*` value.
+    VirtioIter {
+        /// The flag (`INIT_STATE` carries the device state).
+        flag: u64,
     },
     /// A device section body.
     DeviceState {
@@ -234,6 +240,13 @@ pub fn main_event(r: &Record<'_>) -> EventKind {
             VfioRecord::Data { size, .. } => EventKind::Vfio { tag: VfioTag::DEV_DATA_STATE.0, size: *size },
             VfioRecord::Config { data } => EventKind::Vfio { tag: VfioTag::DEV_CONFIG_STATE.0, size: data.len() as u64 },
         },
+        Record::VirtioIter(v) => EventKind::VirtioIter {
+            flag: match v {
+                VirtioIterRecord::InitState { .. } => qmig_codec::virtio_iterative::VNET_MIG_F_INIT_STATE,
+                VirtioIterRecord::EndData => qmig_codec::virtio_iterative::VNET_MIG_F_END_DATA,
+                VirtioIterRecord::NoData => qmig_codec::virtio_iterative::VNET_MIG_F_NO_DATA,
+            },
+        },
         Record::DeviceState(d) => EventKind::DeviceState { inferred: d.boundary == Boundary::InferredFooter },
         Record::Footer(f) => EventKind::Footer { id: f.section_id },
         Record::Command(c) => {
@@ -245,6 +258,10 @@ pub fn main_event(r: &Record<'_>) -> EventKind {
                     (0, Some(lossy(block)), c.body.discard_ranges().collect(), (*version, *nil))
                 }
                 CommandBody::RecvBitmap { block } => (0, Some(lossy(block)), vec![], (0, 0)),
+                CommandBody::InitialDataEnable(i) => {
+                    let end = i.idstr.iter().position(|&b| b == 0).unwrap_or(i.idstr.len());
+                    (i.general_enable as u64, Some(lossy(&i.idstr[..end])), vec![], (0, 0))
+                }
                 _ => (0, None, vec![], (0, 0)),
             };
             EventKind::Command { code: c.code.0, len: c.len, arg, block, ranges, bytes }

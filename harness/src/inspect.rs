@@ -230,6 +230,13 @@ fn line(d: &Decoded<Record<'_>>, dec: &MainDecoder) -> String {
             }
             qmig_codec::vfio::VfioRecord::Config { data } => format!("vfio {} config {} bytes", VfioTag::DEV_CONFIG_STATE, data.len()),
         },
+        Record::VirtioIter(v) => match v {
+            qmig_codec::virtio_iterative::VirtioIterRecord::InitState { state } => {
+                format!("virtio-net iterative INIT_STATE ({} bytes of state)", state.len())
+            }
+            qmig_codec::virtio_iterative::VirtioIterRecord::EndData => "virtio-net iterative END_DATA".into(),
+            qmig_codec::virtio_iterative::VirtioIterRecord::NoData => "virtio-net iterative NO_DATA".into(),
+        },
         Record::DeviceState(s) => format!(
             "body {} bytes ({})",
             s.data.len(),

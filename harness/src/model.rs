@@ -55,7 +55,7 @@ struct Sec {
     instance: u32,
     iterable: bool,
     ended: bool,
-    vfio_items: u32,
+    body_items: u32,
     vfio_setup: bool,
 }
 
@@ -115,6 +115,8 @@ pub struct Checker<'c> {
     multifd_broken: HashSet<u32>,
     multifd_uuid: Option<String>,
     compression_reported: bool,
+    cur_ty: Option<SectionType>,
+    initial_data_general: bool,
 }
 
 fn fmt_hex(b: &[u8]) -> String {
@@ -165,6 +167,8 @@ impl<'c> Checker<'c> {
             multifd_broken: HashSet::new(),
             multifd_uuid: None,
             compression_reported: false,
+            cur_ty: None,
+            initial_data_general: false,
         }
     }
 
@@ -247,6 +251,7 @@ impl<'c> Checker<'c> {
             ErrorKind::Configuration(m) if m.contains("Configuration section missing") => rules::CONFIG_MISSING,
             ErrorKind::Configuration(m) if m.contains("page bits") => rules::CONFIG_PAGE_BITS,
             ErrorKind::Vfio(_) => rules::VFIO_ORDER,
+            ErrorKind::Device(m) if m.contains("virtio-net iterative") => rules::VIRTIO_ITER_ORDER,
             ErrorKind::MappedRam(_) => rules::RAM_MAPPED_LAYOUT,
             ErrorKind::RpLength { .. } | ErrorKind::RpPayload(_) if rule_id == rules::RP_BAD => rules::RP_BAD,
             ErrorKind::Multifd(m) if m.contains("uuid") => rules::MULTIFD_UUID,
@@ -317,7 +322,9 @@ impl<'c> Checker<'c> {
                     }
                 }
             }
-            EventKind::DeviceState { inferred: true } if self.vmdesc_present => {
+            EventKind::DeviceState { inferred: true }
+                if self.vmdesc_present && ev.section.and_then(|id| self.secs.get(&id)).is_some_and(|s| !s.iterable) =>
+            {
                 let name = self.section_ref(ev.section).map(|s| s.idstr).unwrap_or_default();
                 if let Some(s) = ev.section.and_then(|id| self.secs.get(&id)) {
                     self.unknown_devices.insert((s.idstr.clone(), s.instance));
@@ -336,6 +343,7 @@ impl<'c> Checker<'c> {
                 }
             }
             EventKind::Vfio { tag, .. } => self.vfio(ev, *tag),
+            EventKind::VirtioIter { flag } => self.virtio_iter(ev, *flag),
             EventKind::Command { code, len, arg, block, ranges, bytes } => {
                 self.commands_seen += 1;
                 self.command(ev, cmd_ix, *code, *len, *arg, block.as_deref(), ranges, *bytes);
@@ -450,7 +458,9 @@ impl<'c> Checker<'c> {
         let known = self.dst.known_caps();
         for c in caps {
             if !known.contains(&c.as_str()) {
-                self.report(rules::CONFIG_CAP_UNKNOWN, ev, true, format!("Received unknown capability {c}"));
+                // The source's own QEMU knows it: the pairing is wrong, not the writer.
+                let id = if self.src.known_caps().contains(&c.as_str()) { rules::CONFIG_CAP_NOT_AT_DST } else { rules::CONFIG_CAP_UNKNOWN };
+                self.report(id, ev, true, format!("Received unknown capability {c}"));
             } else if !self.src.validated_caps().contains(&c.as_str()) {
                 self.report(rules::CONFIG_CAP_UNVALIDATED, ev, false, format!("capability {c} is not one the source validates"));
             }
@@ -484,6 +494,7 @@ impl<'c> Checker<'c> {
     fn section(&mut self, ev: &Event, ty: u8, id: u32, idstr: Option<&str>, instance: u32, version: u32) {
         self.sections_seen += 1;
         let ty = SectionType(ty);
+        self.cur_ty = Some(ty);
         self.cur = Some(id);
         if let Some((items, _)) = self.package.last_mut() {
             *items += 1;
@@ -520,7 +531,7 @@ impl<'c> Checker<'c> {
                         instance,
                         iterable: ty == SectionType::START,
                         ended: false,
-                        vfio_items: 0,
+                        body_items: 0,
                         vfio_setup: false,
                     },
                 );
@@ -541,7 +552,7 @@ impl<'c> Checker<'c> {
                     self.mark_switch(ev);
                 }
                 if let Some(s) = self.secs.get_mut(&id) {
-                    s.vfio_items = 0;
+                    s.body_items = 0;
                     s.vfio_setup = false;
                 }
             }
@@ -602,8 +613,8 @@ impl<'c> Checker<'c> {
         let Some(s) = self.secs.get_mut(&id) else {
             return;
         };
-        s.vfio_items += 1;
-        let first = s.vfio_items == 1;
+        s.body_items += 1;
+        let first = s.body_items == 1;
         let tag = VfioTag(tag);
         if tag == VfioTag::DEV_SETUP_STATE {
             s.vfio_setup = true;
@@ -633,6 +644,48 @@ impl<'c> Checker<'c> {
         }
         if was_setup && tag != VfioTag::DEV_SETUP_STATE && tag != VfioTag::END_OF_STATE {
             self.report(rules::VFIO_ORDER, ev, true, "SETUP STATE: EOS not found".into());
+        }
+    }
+
+    fn virtio_iter(&mut self, ev: &Event, flag: u64) {
+        use qmig_codec::virtio_iterative::{VNET_MIG_F_END_DATA, VNET_MIG_F_INIT_STATE, VNET_MIG_F_NO_DATA};
+        let Some(s) = ev.section.and_then(|id| self.secs.get_mut(&id)) else {
+            return;
+        };
+        s.body_items += 1;
+        let n = s.body_items;
+        let start = self.cur_ty == Some(SectionType::START);
+        let ok = if start {
+            (n == 1 && flag == VNET_MIG_F_INIT_STATE) || (n == 2 && flag == VNET_MIG_F_END_DATA)
+        } else {
+            n == 1 && flag == VNET_MIG_F_NO_DATA
+        };
+        if !ok {
+            let what = if start { "START body is INIT_STATE, state, END_DATA" } else { "PART/END body is NO_DATA" };
+            // The loader takes any of its three flags anywhere: a departure, not a failure.
+            self.report(rules::VIRTIO_ITER_ORDER, ev, false, format!("virtio-net iterative flag 0x{flag:x} as item {n}: a {what}"));
+        }
+    }
+
+    /// `MIG_CMD_INITIAL_DATA_ENABLE` (precopy-initial-data RFC v1): general enable or per-device advise.
+    fn initial_data_enable(&mut self, ev: &Event, len: u16, general: bool, idstr: &str) {
+        if !self.dst.rfc_initial_data() {
+            let m = if self.dst.knows_switchover_start() {
+                format!("MIG_CMD_SWITCHOVER_START received with bad length - expecting 0, got {len}")
+            } else {
+                format!("MIG_CMD 0xb unknown (len 0x{len:x}): a {} destination has no INITIAL_DATA_ENABLE", self.dst.version)
+            };
+            self.report(rules::CMD_INITIAL_DATA_DIALECT, ev, true, m);
+            return;
+        }
+        if self.sections_seen > 0 || (!general && !self.initial_data_general) {
+            let m = if self.sections_seen > 0 { "after the setup sections began" } else { "before the general enable" };
+            self.report(rules::CMD_INITIAL_DATA_ORDER, ev, false, format!("INITIAL_DATA_ENABLE {m}"));
+        }
+        if general {
+            self.initial_data_general = true;
+        } else if !self.dst.initial_data_device(idstr) {
+            self.report(rules::CMD_INITIAL_DATA_DEVICE, ev, true, format!("'{idstr}' doesn't support precopy initial data"));
         }
     }
 
@@ -775,7 +828,7 @@ impl<'c> Checker<'c> {
                 }
                 self.mark_switch(ev);
             }
-            CommandCode::SWITCHOVER_START => {}
+            CommandCode::SWITCHOVER_START => self.initial_data_enable(ev, _len, arg == 1, block.unwrap_or_default()),
             c => {
                 if !c.is_known() || c == CommandCode::INVALID {
                     self.report(rules::CMD_UNKNOWN, ev, true, format!("MIG_CMD 0x{:x} unknown (len 0x{:x})", c.0, _len));

@@ -80,7 +80,17 @@ pub fn preflight(src: &SideProfile, dst: &SideProfile) -> Vec<(&'static str, Str
             Outcome { src: Status::Failed, dst: Status::Failed, cause: Some(rules::CMD_SWITCHOVER_START_UNKNOWN) },
         ));
     }
-    if src.switchover_ack() && src.uses_return_path() && !dst.switchover_ack() {
+    if src.rfc_initial_data() && src.switchover_ack() && !dst.rfc_initial_data() {
+        v.push((
+            rules::CMD_INITIAL_DATA_DIALECT,
+            format!("the precopy-initial-data RFC source sends INITIAL_DATA_ENABLE (command 11, 268 bytes) to a merged {}", dst.version),
+            Outcome { src: Status::Failed, dst: Status::Failed, cause: Some(rules::CMD_INITIAL_DATA_DIALECT) },
+        ));
+    }
+    // A merged source with switchover-ack sends no INITIAL_DATA_ENABLE handshake, so an RFC
+    // destination never enables initial data and never acks.
+    let never_acks = !dst.switchover_ack() || (!src.rfc_initial_data() && dst.rfc_initial_data());
+    if src.switchover_ack() && src.uses_return_path() && never_acks {
         v.push((
             rules::SRC_ACK_WAITING,
             "the source waits for a SWITCHOVER_ACK the destination never sends".into(),

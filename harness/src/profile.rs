@@ -58,7 +58,16 @@ impl SideProfile {
     /// Parse the `qemu` field of case.json: `7.2`, `10.0`, `rfc:<dialect>`, or a third-party name.
     pub fn from_case_qemu(qemu: &str) -> (Version, Dialect, Option<String>) {
         if let Some(d) = qemu.strip_prefix("rfc:") {
-            return (Version::new(8, 0), d.parse().unwrap_or_default(), None);
+            let dialect: Dialect = d.parse().unwrap_or_default();
+            // The release each RFC series was posted against.
+            let base = match dialect {
+                Dialect::FixedRamBorisov => Version::new(7, 2),
+                Dialect::PrecopyInitialData => Version::new(8, 0),
+                Dialect::FixedRam => Version::new(8, 2),
+                Dialect::VirtioIterative => Version::new(10, 1),
+                Dialect::Merged => Version::LATEST,
+            };
+            return (base, dialect, None);
         }
         match qemu.parse::<Version>() {
             Ok(v) => (v, Dialect::Merged, None),
@@ -186,6 +195,15 @@ impl SideProfile {
     /// Speaks the precopy-initial-data RFC (command 11 is INITIAL_DATA_ENABLE).
     pub fn rfc_initial_data(&self) -> bool {
         self.dialect == Dialect::PrecopyInitialData
+    }
+
+    /// Does this destination support precopy initial data for device `idstr` (RFC v1)? The
+    /// `initial-data-devices` parameter lists them; by default VFIO devices do.
+    pub fn initial_data_device(&self, idstr: &str) -> bool {
+        match self.params.get("initial-data-devices").and_then(|v| v.as_array()) {
+            Some(a) => a.iter().any(|v| v.as_str() == Some(idstr)),
+            None => idstr.ends_with("/vfio"),
+        }
     }
 
     /// The switchover-ack capability in this dialect's spelling is on.

@@ -291,6 +291,14 @@ pub fn run(l: &Loaded, src: SideProfile, dst: Option<SideProfile>) -> Report {
     }
     c.finish();
     let outcome = conclude(&c, l.transport, dst_loaded);
+    // A cause concluded from the whole exchange (a source left waiting) is a finding too,
+    // where the main stream stops.
+    if let Some(cause) = outcome.cause.filter(|r| !c.findings.iter().any(|f| f.rule == *r)) {
+        let end = evs.iter().filter(|e| e.channel == Channel::Main).map(|e| e.offset + e.len).max().unwrap_or(0);
+        let ev = Event { channel: Channel::Main, offset: end, len: 0, t_ns: None, depth: 0, section: None, kind: events::EventKind::Eof };
+        let what = crate::rules::rule(cause).map(|r| r.requirement).unwrap_or_default();
+        c.report(cause, &ev, false, format!("the main stream stops here ({:?} / {:?}): {what}", outcome.src, outcome.dst));
+    }
     // A stream cut after the destination had failed, or while the source waited, is a
     // consequence of that outcome, not a violation of its own.
     if let Some(cause) = outcome.cause.filter(|c| *c != crate::rules::TRUNCATED) {

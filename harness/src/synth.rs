@@ -440,6 +440,72 @@ pub fn rfc_initial_data_stream(b: &mut Builder) {
         .eof(&[]);
 }
 
+/// The RFC `InitialDataInfo` command (11, 268 bytes): general enable or a per-device advise.
+fn initial_data_cmd(general: bool, idstr: &[u8]) -> Vec<u8> {
+    let mut id = [0u8; 256];
+    let n = idstr.len().min(255);
+    id[..n].copy_from_slice(&idstr[..n]);
+    let mut p = vec![8u8, 0, 11, 1, 12, u8::from(general)];
+    p.extend_from_slice(&[0; 7]);
+    p.extend_from_slice(&id);
+    p.extend_from_slice(&0u32.to_le_bytes());
+    p
+}
+
+/// A precopy-initial-data RFC source whose handshake the destination refuses: the stream
+/// stops after setup and the destination answers SHUT(1).
+pub fn rfc_initial_data_refused(b: &mut Builder) {
+    b.header()
+        .config(b"pc-q35-8.0", &[])
+        .cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath)
+        .raw(&initial_data_cmd(true, b""))
+        .raw(&initial_data_cmd(false, b"0000:00:05.0/vfio"))
+        .ram_setup(2)
+        .rp(RpMessage::new(RpMessageType::SHUT, RpBody::Shut { error: 1 }));
+}
+
+/// A merged source with switchover-ack whose destination never acks: setup and iterations,
+/// then nothing (the recording was cut while the source waited).
+pub fn merged_ack_waiting_stream(b: &mut Builder) {
+    b.header()
+        .config(b"pc-q35-8.0", &[])
+        .cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath)
+        .cmd(CommandCode::PING, CommandBody::Ping { value: 1 })
+        .rp(RpMessage::new(RpMessageType::PONG, RpBody::Pong { value: 1 }))
+        .ram_setup(2)
+        .ram_part(SectionType::PART, 2, 0, &page_bytes(6))
+        .ram_part(SectionType::PART, 2, 0, &page_bytes(7));
+}
+
+/// A virtio-iterative RFC stream: with the capability, a `…/virtio-net-iterative` live
+/// section (START: INIT_STATE, state, END_DATA; PART/END: NO_DATA) besides the FULL virtio-net.
+/// `shut` is the destination's SHUT value (1 when it refused the stream).
+pub fn virtio_iterative_stream(b: &mut Builder, cap: bool, shut: u32) {
+    use qmig_codec::virtio_iterative::VirtioIterRecord;
+    let state: Vec<u8> = (0..40u8).collect();
+    let caps: &[&[u8]] = if cap { &[b"virtio-iterative"] } else { &[] };
+    let iter = |b: &mut Builder, ty: SectionType, recs: &[VirtioIterRecord<'_>]| {
+        if cap {
+            let ident = (ty == SectionType::START).then_some((&b"0000:00:03.0/virtio-net-iterative"[..], 0, 1));
+            b.section(ty, 4, ident).main(|o| recs.iter().for_each(|r| r.encode(o))).footer(4);
+        }
+    };
+    b.header()
+        .config(b"pc-q35-10.0", caps)
+        .cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath)
+        .cmd(CommandCode::PING, CommandBody::Ping { value: 1 })
+        .rp(RpMessage::new(RpMessageType::PONG, RpBody::Pong { value: 1 }))
+        .ram_setup(2);
+    iter(b, SectionType::START, &[VirtioIterRecord::InitState { state: &state }, VirtioIterRecord::EndData]);
+    b.ram_part(SectionType::PART, 2, 0, &page_bytes(8));
+    iter(b, SectionType::PART, &[VirtioIterRecord::NoData]);
+    b.cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart).ram_part(SectionType::END, 2, 0x2000, &page_bytes(8));
+    iter(b, SectionType::END, &[VirtioIterRecord::NoData]);
+    b.device(5, b"0000:00:03.0/virtio-net", &state)
+        .eof(&[("0000:00:03.0/virtio-net", state.len())])
+        .rp(RpMessage::new(RpMessageType::SHUT, RpBody::Shut { error: shut }));
+}
+
 /// A postcopy stream in miniature: ADVISE, DISCARD, PACKAGED(LISTEN, device, RUN), page request.
 pub fn postcopy_stream(b: &mut Builder) {
     postcopy_stream_discard(b, 0, BLOCK)
@@ -488,53 +554,142 @@ pub fn postcopy_stream_discard(b: &mut Builder, discard_version: u8, discard_blo
         .rp(RpMessage::new(RpMessageType::SHUT, RpBody::Shut { error: 0 }));
 }
 
+/// One side of a synthetic case.
+#[derive(Debug, Clone, Copy)]
+pub struct SynthSide {
+    /// The `qemu` field: a release, or `rfc:<dialect>`.
+    pub qemu: &'static str,
+    /// Capabilities that are on.
+    pub caps: &'static [&'static str],
+    /// Parameters, as a JSON object.
+    pub params: &'static str,
+}
+
+const fn side(qemu: &'static str, caps: &'static [&'static str]) -> SynthSide {
+    SynthSide { qemu, caps, params: "{}" }
+}
+
 /// A synthetic case written to disk in the case layout (QEMU cannot produce these here).
 pub struct SyntheticCase {
     /// Directory name.
     pub name: &'static str,
     /// What it shows.
     pub desc: &'static str,
-    /// The `qemu` field of both sides (a release, or `rfc:<dialect>`).
-    pub qemu: &'static str,
-    /// Capabilities on both sides.
-    pub caps: &'static [&'static str],
+    /// Source settings.
+    pub src: SynthSide,
+    /// Destination settings.
+    pub dst: SynthSide,
+    /// The outcome the protocol (WIRE-FORMAT and the QEMU source of each dialect) says a real
+    /// pair reaches: `(src, dst, cause rule)`. Recorded as `expected_outcome`, which replay
+    /// never reads; tests compare the models' prediction with it.
+    pub expected: (&'static str, &'static str, Option<&'static str>),
     /// Builds the bytes.
     pub build: fn(&mut Builder),
     /// File case (main stream only) or socket case (main + return path).
     pub socket: bool,
 }
 
+const DONE: (&str, &str, Option<&str>) = ("completed", "completed", None);
+const RP_ACK: &[&str] = &["return-path", "switchover-ack"];
+const RP_INIT: &[&str] = &["return-path", "precopy-initial-data"];
+const RFC_INIT: &str = "rfc:precopy-initial-data";
+const VIRTIO: &str = "rfc:virtio-iterative";
+
 /// The committed synthetic vectors.
 pub const SYNTHETIC: &[SyntheticCase] = &[
     SyntheticCase {
         name: "synth-vfio-switchover-ack",
         desc: "VFIO device state (SETUP/DATA/INIT_DATA_SENT/END/CONFIG) with switchover-ack, 10.0 framing",
-        qemu: "10.0",
-        caps: &["return-path", "switchover-ack"],
+        src: side("10.0", RP_ACK),
+        dst: side("10.0", RP_ACK),
+        expected: DONE,
         build: vfio_stream,
         socket: true,
     },
     SyntheticCase {
         name: "synth-xbzrle",
         desc: "an XBZRLE page after a full page, 10.0 framing",
-        qemu: "10.0",
-        caps: &["xbzrle"],
+        src: side("10.0", &["xbzrle"]),
+        dst: side("10.0", &["xbzrle"]),
+        expected: DONE,
         build: xbzrle_stream,
         socket: false,
     },
     SyntheticCase {
         name: "synth-rfc-precopy-initial-data",
         desc: "RFC v1 precopy-initial-data: MIG_CMD_INITIAL_DATA_ENABLE (11, 268 bytes) general + per-device, INITIAL_DATA_LOADED_ACK",
-        qemu: "rfc:precopy-initial-data",
-        caps: &["return-path", "precopy-initial-data"],
+        src: side(RFC_INIT, RP_INIT),
+        dst: side(RFC_INIT, RP_INIT),
+        expected: DONE,
         build: rfc_initial_data_stream,
+        socket: true,
+    },
+    SyntheticCase {
+        name: "synth-rfc-precopy-initial-data-to-merged-100",
+        desc: "precopy-initial-data RFC source to a merged 10.0 destination: command 11 with 268 bytes is SWITCHOVER_START \
+               there, with a bad length; the destination fails and sends SHUT(1)",
+        src: side(RFC_INIT, RP_INIT),
+        dst: side("10.0", RP_ACK),
+        expected: ("failed", "failed", Some(crate::rules::CMD_INITIAL_DATA_DIALECT)),
+        build: rfc_initial_data_refused,
+        socket: true,
+    },
+    SyntheticCase {
+        name: "synth-rfc-precopy-initial-data-device-unsupported",
+        desc: "precopy-initial-data RFC on both sides, but the destination's device does not support initial data \
+               (per-device advise refused: -EOPNOTSUPP); the destination fails and sends SHUT(1)",
+        src: side(RFC_INIT, RP_INIT),
+        dst: SynthSide { qemu: RFC_INIT, caps: RP_INIT, params: r#"{"initial-data-devices": []}"# },
+        expected: ("failed", "failed", Some(crate::rules::CMD_INITIAL_DATA_DEVICE)),
+        build: rfc_initial_data_refused,
+        socket: true,
+    },
+    SyntheticCase {
+        name: "synth-merged-switchover-ack-to-rfc-initial-data",
+        desc: "merged 8.1 source with switchover-ack to a precopy-initial-data RFC destination: no INITIAL_DATA_ENABLE \
+               handshake, so the destination never acks and the source keeps iterating",
+        src: side("8.1", RP_ACK),
+        dst: side(RFC_INIT, RP_INIT),
+        expected: ("waiting", "waiting", Some(crate::rules::SRC_ACK_WAITING)),
+        build: merged_ack_waiting_stream,
+        socket: true,
+    },
+    SyntheticCase {
+        name: "synth-virtio-iterative",
+        desc: "virtio-iterative RFC on both sides: a virtio-net-iterative live section (INIT_STATE, state, END_DATA; then NO_DATA) \
+               and the regular virtio-net FULL section",
+        src: side(VIRTIO, &["return-path", "virtio-iterative"]),
+        dst: side(VIRTIO, &["return-path", "virtio-iterative"]),
+        expected: DONE,
+        build: |b| virtio_iterative_stream(b, true, 0),
+        socket: true,
+    },
+    SyntheticCase {
+        name: "synth-virtio-iterative-src-only",
+        desc: "virtio-iterative RFC source (capability on, validated) to a merged 10.0 destination: the configuration names \
+               a capability 10.0 does not know",
+        src: side(VIRTIO, &["return-path", "virtio-iterative"]),
+        dst: side("10.0", &["return-path"]),
+        expected: ("failed", "failed", Some(crate::rules::CONFIG_CAP_NOT_AT_DST)),
+        build: |b| virtio_iterative_stream(b, true, 1),
+        socket: true,
+    },
+    SyntheticCase {
+        name: "synth-virtio-iterative-dst-only",
+        desc: "virtio-iterative RFC on both sides, capability on the destination only: the validated capability is off in \
+               the stream",
+        src: side(VIRTIO, &["return-path"]),
+        dst: side(VIRTIO, &["return-path", "virtio-iterative"]),
+        expected: ("failed", "failed", Some(crate::rules::CONFIG_CAP_MISMATCH)),
+        build: |b| virtio_iterative_stream(b, false, 1),
         socket: true,
     },
     SyntheticCase {
         name: "synth-postcopy-page-requests",
         desc: "postcopy in miniature with REQ_PAGES_ID / REQ_PAGES on the return path",
-        qemu: "10.0",
-        caps: &["postcopy-ram"],
+        src: side("10.0", &["postcopy-ram"]),
+        dst: side("10.0", &["postcopy-ram"]),
+        expected: DONE,
         build: postcopy_stream,
         socket: true,
     },
@@ -548,11 +703,20 @@ impl SyntheticCase {
         (self.build)(&mut b);
         let out = dir.join(self.name);
         std::fs::create_dir_all(&out)?;
-        let side = serde_json::json!({"qemu": self.qemu, "machine": null, "caps": self.caps, "params": {}});
+        let side = |s: &SynthSide| {
+            let params: serde_json::Value = serde_json::from_str(s.params).unwrap_or_default();
+            serde_json::json!({"qemu": s.qemu, "machine": null, "caps": s.caps, "params": params})
+        };
+        let (es, ed, cause) = self.expected;
+        let expect = match cause {
+            None => "conforms; both sides pass; completes".to_string(),
+            Some(c) => format!("src {es}, dst {ed}, cause {c}"),
+        };
         let mut meta = serde_json::json!({
             "name": self.name, "desc": self.desc, "origin": "synthetic",
             "generator": "qmig-harness synth.rs (the codec's encoders, from the layouts in WIRE-FORMAT.md); regenerate with QMIG_REGEN=1 cargo test -p qmig-harness --test synthetic",
-            "expect": "conforms; both sides pass", "src": side.clone(), "dst": side,
+            "expect": expect, "expected_outcome": {"src": es, "dst": ed, "cause": cause},
+            "src": side(&self.src), "dst": side(&self.dst),
         });
         if self.socket {
             meta["kind"] = "socket".into();

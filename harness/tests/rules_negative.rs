@@ -852,3 +852,53 @@ fn every_rule_has_a_negative_test() {
         names.iter().filter(|n| !tests.contains(&format!("rules::{n})")) && !tests.contains(&format!("rules::{n},"))).collect();
     assert!(missing.is_empty(), "rules without a negative test: {missing:?}");
 }
+
+fn rfc(dialect: &str, caps: &[&str]) -> SideProfile {
+    let (version, dialect, _) = SideProfile::from_case_qemu(&format!("rfc:{dialect}"));
+    SideProfile { version, dialect, ..side("10.0", caps) }
+}
+
+#[test]
+fn dialect_rules() {
+    let init = || rfc("precopy-initial-data", &["return-path", "precopy-initial-data"]);
+    // The RFC handshake to a merged destination; a device the destination cannot advise.
+    let mut b = Builder::default();
+    synth::rfc_initial_data_refused(&mut b);
+    let r = run(&b, init(), side("10.0", &["return-path", "switchover-ack"]));
+    only(&r, rules::CMD_INITIAL_DATA_DIALECT);
+    assert_eq!(r.outcome.dst, Status::Failed);
+    let r = run(&b, init(), with_params(init(), &[("initial-data-devices", serde_json::json!([]))]));
+    only(&r, rules::CMD_INITIAL_DATA_DEVICE);
+    assert_eq!(r.outcome.dst, Status::Failed);
+
+    // A per-device advise before the general enable.
+    let mut b = Builder::default();
+    synth::rfc_initial_data_stream(&mut b);
+    let general = b.main.windows(6).position(|w| w == [8, 0, 11, 1, 12, 1]).unwrap();
+    let cmd = 5 + 268;
+    let (g, d) = (b.main[general..general + cmd].to_vec(), b.main[general + cmd..general + 2 * cmd].to_vec());
+    b.main.splice(general..general + 2 * cmd, [d, g].concat());
+    only(&run(&b, init(), init()), rules::CMD_INITIAL_DATA_ORDER);
+
+    // virtio-iterative: the capability only the RFC knows reaches a merged destination.
+    let virtio = || rfc("virtio-iterative", &["return-path", "virtio-iterative"]);
+    let mut b = Builder::default();
+    synth::virtio_iterative_stream(&mut b, true, 1);
+    let r = run(&b, virtio(), side("10.0", &["return-path"]));
+    only(&r, rules::CONFIG_CAP_NOT_AT_DST);
+    assert_eq!(r.outcome.dst, Status::Failed);
+
+    // A PART body of the iterative section that is not NO_DATA; a flag the loader does not know.
+    let mut b = Builder::default();
+    synth::virtio_iterative_stream(&mut b, true, 0);
+    let no_data = qmig_codec::virtio_iterative::VNET_MIG_F_NO_DATA.to_be_bytes();
+    let at = b.main.windows(8).position(|w| w == no_data).unwrap();
+    b.main[at..at + 8].copy_from_slice(&qmig_codec::virtio_iterative::VNET_MIG_F_END_DATA.to_be_bytes());
+    let r = run(&b, virtio(), virtio());
+    only(&r, rules::VIRTIO_ITER_ORDER);
+    assert_eq!(r.outcome.dst, Status::Completed);
+    b.main[at + 7] = 0x09;
+    let r = run(&b, virtio(), virtio());
+    only(&r, rules::VIRTIO_ITER_ORDER);
+    assert_eq!(r.outcome.dst, Status::Failed);
+}
