@@ -113,6 +113,7 @@ pub struct Checker<'c> {
     ram_flushes: u32,
     multifd_sync: HashMap<u32, u32>,
     multifd_broken: HashSet<u32>,
+    multifd_closed: HashSet<u32>,
     multifd_uuid: Option<String>,
     compression_reported: bool,
     cur_ty: Option<SectionType>,
@@ -165,6 +166,7 @@ impl<'c> Checker<'c> {
             ram_flushes: 0,
             multifd_sync: HashMap::new(),
             multifd_broken: HashSet::new(),
+            multifd_closed: HashSet::new(),
             multifd_uuid: None,
             compression_reported: false,
             cur_ty: None,
@@ -429,8 +431,13 @@ impl<'c> Checker<'c> {
         } else {
             (self.ram_flushes + self.src.multifd_unmarked_syncs(), "MULTIFD_FLUSH")
         };
-        let mut chans: Vec<(u32, u32)> =
-            self.multifd_sync.iter().filter(|(ch, _)| !self.multifd_broken.contains(ch)).map(|(c, n)| (*c, *n)).collect();
+        // Only channels recorded to their end and decoded to it are counted.
+        let mut chans: Vec<(u32, u32)> = self
+            .multifd_closed
+            .iter()
+            .filter(|ch| !self.multifd_broken.contains(ch))
+            .map(|c| (*c, self.multifd_sync.get(c).copied().unwrap_or(0)))
+            .collect();
         chans.sort();
         for (ch, n) in chans {
             if n != expected {
@@ -1007,6 +1014,11 @@ impl<'c> Checker<'c> {
                         }
                     }
                     None => {}
+                }
+            }
+            EventKind::ChannelEnd { .. } => {
+                if let Channel::Multifd(ch) = ev.channel {
+                    self.multifd_closed.insert(ch);
                 }
             }
             EventKind::Error(e) => {
