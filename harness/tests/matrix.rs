@@ -194,3 +194,141 @@ fn real_vectors_in_the_matrix_agree() {
         assert_eq!(replay::replay_case(&l).outcome.dst, want, "{case}: the replay");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Multifd sync modes (WIRE-FORMAT §6.7): version × machine type × the
+// multifd-flush-after-each-section property on each side.
+
+/// Legacy (sync at every RAM section end) per §6.7: before 8.1 there is no property; from
+/// 8.1 the property decides, and `hw_compat_8_0` turns it on for machine types up to 8.0.
+fn legacy_per_spec(version: &str, machine: &str, prop: Option<bool>) -> bool {
+    let v: f32 = version.parse().unwrap();
+    let m: f32 = machine.rsplit('-').next().unwrap().parse().unwrap();
+    v < 8.1 || prop.unwrap_or(m < 8.1)
+}
+
+/// A multifd stream as a source in that mode writes it: a SYNC on every channel at each
+/// sync point, `MULTIFD_FLUSH` markers in modern mode (8.1–9.0 also at completion; 9.1–9.2
+/// sync at completion without a marker; 10.0 not at all).
+fn multifd_stream(version: &str, machine: &str, legacy: bool) -> Builder {
+    use qmig_codec::Channel;
+    use qmig_harness::synth::{multifd_init, multifd_packet};
+    let v: f32 = version.parse().unwrap();
+    let flush = RamRecord::MultifdFlush { raw: 0x200 };
+    let sync = |b: &mut Builder| {
+        for ch in 0..2 {
+            b.chan(Channel::Multifd(ch), |o| o.extend_from_slice(&multifd_packet(1, b"", &[], &[], 0)));
+        }
+    };
+    let mut b = Builder::default();
+    b.header().config(machine.as_bytes(), &[]);
+    for ch in 0..2u32 {
+        b.chan(Channel::Multifd(ch), |o| o.extend_from_slice(&multifd_init(ch as u8, &[0; 16])));
+    }
+    let block = RamRecord::Block(RamBlockEntry {
+        idstr: BLOCK,
+        used_length: BLOCK_LEN,
+        page_size: None,
+        gpa: None,
+        mapped_ram: None,
+        fixed_ram_borisov: None,
+    });
+    let mem = RamRecord::MemSize { raw: BLOCK_LEN | 4, total: BLOCK_LEN };
+    sync(&mut b);
+    if legacy {
+        b.section(SectionType::START, 2, Some((b"ram", 0, 4))).ram(&[mem, block, eos()]).footer(2);
+    } else {
+        b.section(SectionType::START, 2, Some((b"ram", 0, 4))).ram(&[mem, block, flush, eos()]).footer(2);
+    }
+    // One round: a page per channel, then the round's sync.
+    for ch in 0..2u32 {
+        let page = page_bytes(ch as u8);
+        b.chan(Channel::Multifd(ch), |o| o.extend_from_slice(&multifd_packet(0, BLOCK, &[ch as u64 * 4096], &page, 1)));
+    }
+    sync(&mut b);
+    let part_end: &[RamRecord<'_>] = if legacy { &[eos()] } else { &[flush, eos()] };
+    b.section(SectionType::PART, 2, None).ram(part_end).footer(2);
+    let ends_with_sync = legacy || (8.1..9.1).contains(&v) || (9.1..10.0).contains(&v);
+    if ends_with_sync {
+        sync(&mut b);
+    }
+    let end: &[RamRecord<'_>] = if !legacy && (8.1..9.1).contains(&v) { &[flush, eos()] } else { &[eos()] };
+    if v >= 10.0 && machine.ends_with("10.0") {
+        b.cmd(CommandCode::SWITCHOVER_START, CommandBody::SwitchoverStart);
+    }
+    b.section(SectionType::END, 2, None).ram(end).footer(2);
+    b.device(3, b"timer", &[0u8; 24]).eof(&[("timer", 24)]);
+    b
+}
+
+#[test]
+fn multifd_sync_matrix() {
+    let versions = ["7.2", "8.2", "9.1", "10.0"];
+    let machines = ["pc-i440fx-7.2", "pc-i440fx-8.0", "pc-i440fx-9.1"];
+    let props = [None, Some(true), Some(false)];
+    let mut cells = 0;
+    for sv in versions {
+        for dv in versions {
+            for m in machines {
+                let mv: f32 = m.rsplit('-').next().unwrap().parse().unwrap();
+                if mv > sv.parse().unwrap() || mv > dv.parse().unwrap() {
+                    continue; // that machine type does not exist in that QEMU
+                }
+                for sp in props {
+                    for dp in props {
+                        if (sp.is_some() && sv == "7.2") || (dp.is_some() && dv == "7.2") {
+                            continue; // no such property before 8.1
+                        }
+                        let mk = |v: &str, p: Option<bool>| {
+                            let mut s = side(v, m, &["multifd"]);
+                            s.params.insert("multifd-channels".into(), 2.into());
+                            if let Some(p) = p {
+                                s.params.insert("multifd-flush-after-each-section".into(), p.into());
+                            }
+                            s
+                        };
+                        let (src, dst) = (mk(sv, sp), mk(dv, dp));
+                        let (sl, dl) = (legacy_per_spec(sv, m, sp), legacy_per_spec(dv, m, dp));
+                        let want = match (sl, dl) {
+                            (a, b) if a == b => (Status::Completed, None),
+                            // The setup's MULTIFD_FLUSH is a flag 7.2 does not know (§6.2): it fails first.
+                            (false, true) if dv == "7.2" => (Status::Failed, Some("ram/flags/not-in-version")),
+                            (true, false) => (Status::Failed, Some("caps/multifd/sync-mode-mismatch")),
+                            (false, true) => (Status::Waiting, Some("caps/multifd/sync-mode-mismatch")),
+                            _ => unreachable!(),
+                        };
+                        let r = replay::run(&multifd_stream(sv, m, sl).loaded("multifd-matrix"), src, Some(dst));
+                        assert_eq!((r.outcome.dst, r.outcome.cause), want, "src {sv} {m} {sp:?} -> dst {dv} {dp:?}: {}", r.text());
+                        if want.1.is_none() {
+                            assert_eq!(r.exit_code(), 0, "src {sv} {m} {sp:?} -> dst {dv} {dp:?}: {}", r.text());
+                        }
+                        cells += 1;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{cells} multifd sync cells checked");
+    assert!(cells > 100, "{cells}");
+}
+
+#[test]
+fn real_multifd_vectors_in_the_sync_matrix_agree() {
+    for (case, sl, dl) in [
+        ("sock72-multifd", true, true),
+        ("sock72-to-100-multifd", true, true),
+        ("sock100-multifd", false, false),
+        ("sock100-multifd-flush-legacy-src-only", true, false),
+        ("sock100-multifd-flush-legacy-dst-only", false, true),
+    ] {
+        let l = replay::load(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../vectors").join(case)).unwrap();
+        let (src, dst) = replay::sides(l.meta.as_ref());
+        let dst = dst.unwrap();
+        let prop = |p: &SideProfile| p.params.get("multifd-flush-after-each-section").map(|v| v == "on" || v == true);
+        let m = src.machine.clone().unwrap();
+        assert_eq!(legacy_per_spec(&src.version.to_string(), &m, prop(&src)), sl, "{case} source mode");
+        assert_eq!(legacy_per_spec(&dst.version.to_string(), &m, prop(&dst)), dl, "{case} destination mode");
+        let r = replay::replay_case(&l);
+        assert_eq!(r.matches_recording, Some(true), "{case}: {}", r.text());
+    }
+}
