@@ -20,8 +20,9 @@ status=0
 for t in $targets; do
   log=$(mktemp)
   mkdir -p "corpus/$t" "artifacts/$t"
+  case $t in main_stream|round_trip) max_len=65536 ;; *) max_len=1048576 ;; esac  # seed.py's limits
   cargo +nightly fuzz run -a "$t" "corpus/$t" -- \
-    -max_total_time="$secs" -dict=qmig.dict -max_len=1048576 -rss_limit_mb=2048 -timeout=10 \
+    -max_total_time="$secs" -dict=qmig.dict -max_len="$max_len" -rss_limit_mb=2048 -timeout=10 \
     -print_final_stats=1 >"$log" 2>&1
   rc=$?
   # "#123456	DONE   cov: ... exec/s: 6172 rss: ..." (or the last stat line if it died)
