@@ -635,6 +635,19 @@ fn synthetic() -> Vec<(String, Vec<u8>, Context)> {
         b.extend_from_slice(&[0x7e, 0, 0, 0, 9]);
     }
     v.push(("vfio-config-many-false-ends".into(), b, Context::default()));
+    // virtio-iterative RFC: INIT_STATE whose END_DATA is followed by many false footers.
+    let mut b = Vec::new();
+    hdr(&mut b);
+    b.extend_from_slice(&[1, 0, 0, 0, 9, 33]);
+    b.extend_from_slice(b"0000:00:03.0/virtio-net-iterative");
+    b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);
+    b.extend_from_slice(&0xffff_ffff_ef20_0000u64.to_be_bytes());
+    for _ in 0..5000 {
+        b.extend_from_slice(&0xffff_ffff_ef20_0001u64.to_be_bytes());
+        b.extend_from_slice(&[0x7e, 0, 0, 0, 9]);
+    }
+    let ctx = Context { dialect: qmig_codec::Dialect::VirtioIterative, ..Context::default() };
+    v.push(("virtio-iter-many-false-ends".into(), b, ctx));
     v
 }
 
