@@ -33,7 +33,13 @@ const AHEAD_MAX: usize = 64;
 /// Chunks dropped per `madvise` (one TLB flush each).
 const ZAP_BATCH: usize = 8;
 /// Below this size a file is populated by the kernel at map time: a thread is not worth it.
-pub const MIN_LEN: usize = 16 << 20;
+const MIN_LEN: usize = 16 << 20;
+
+/// Is a helper thread worth it for a dense map of `len` bytes (large enough, and a second
+/// CPU to run on)? If not, populate the map at map time instead.
+pub fn helps(len: u64) -> bool {
+    len >= MIN_LEN as u64 && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+}
 
 struct Shared<'m> {
     map: &'m memmap2::Mmap,
@@ -49,6 +55,8 @@ struct Shared<'m> {
     reader: AtomicUsize,
     /// Next chunk not yet dropped.
     next_zap: AtomicUsize,
+    /// The helper has nothing to do and sleeps (the reader wakes it when it has).
+    idle: AtomicBool,
 }
 
 impl Shared<'_> {
@@ -121,8 +129,19 @@ impl Shared<'_> {
                     continue;
                 }
             }
-            std::thread::park_timeout(Duration::from_millis(1));
+            self.idle.store(true, Ordering::SeqCst);
+            if self.reader.load(Ordering::SeqCst) == r {
+                // The timeout only bounds a missed wake-up.
+                std::thread::park_timeout(Duration::from_millis(1));
+            }
+            self.idle.store(false, Ordering::SeqCst);
         }
+    }
+
+    /// Would the helper find something to do with the reader in chunk `k`?
+    fn work_for_helper(&self, k: usize) -> bool {
+        let ahead = self.next_fault.load(Ordering::Acquire).saturating_sub(k);
+        (ahead < AHEAD_MAX && ahead < self.n - k) || k.saturating_sub(1) >= self.next_zap.load(Ordering::Acquire) + ZAP_BATCH
     }
 }
 
@@ -162,7 +181,7 @@ impl Cursor<'_, '_> {
             return;
         };
         let k = sh.chunk_of(pos);
-        sh.reader.store(k, Ordering::Release);
+        sh.reader.store(k, Ordering::SeqCst);
         // Chunks behind the reader are no longer worth touching.
         sh.next_fault.fetch_max(k, Ordering::AcqRel);
         // Not touched yet: take the next untouched chunk (this one, or one ahead while the
@@ -174,18 +193,19 @@ impl Cursor<'_, '_> {
             }
         }
         if let Some(t) = &self.helper {
-            t.unpark();
+            if sh.idle.load(Ordering::SeqCst) && sh.work_for_helper(k) {
+                t.unpark();
+            }
         }
         self.next.set(((k + 1) * CHUNK).saturating_sub(sh.skew) as u64);
     }
 }
 
-/// Run `read` over `map` with a helper thread faulting the map in ahead of it (when `dense`,
-/// the map is large and a second CPU is there); `read` reports its position through the
-/// [`Cursor`]. When `read` returns, the rest of the map is dropped by both threads.
+/// Run `read` over `map` with a helper thread faulting the map in ahead of it (when `dense`
+/// and [`helps`]); `read` reports its position through the [`Cursor`]. When `read`
+/// returns, the rest of the map is dropped by both threads.
 pub fn read_with<R>(map: &memmap2::Mmap, dense: bool, read: impl FnOnce(&Cursor<'_, '_>) -> R) -> R {
-    let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
-    if !dense || !parallel || map.len() < MIN_LEN {
+    if !dense || !helps(map.len() as u64) {
         return read(&Cursor { shared: None, helper: None, next: Cell::new(u64::MAX) });
     }
     let skew = map.as_ptr() as usize % CHUNK;
@@ -198,6 +218,7 @@ pub fn read_with<R>(map: &memmap2::Mmap, dense: bool, read: impl FnOnce(&Cursor<
         ready: (0..n).map(|_| AtomicBool::new(false)).collect(),
         reader: AtomicUsize::new(0),
         next_zap: AtomicUsize::new(0),
+        idle: AtomicBool::new(false),
     };
     std::thread::scope(|s| {
         let helper = std::thread::Builder::new().name("qmig-prefault".into()).spawn_scoped(s, || sh.helper()).ok();

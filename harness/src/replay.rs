@@ -454,10 +454,10 @@ pub fn check_streaming(path: &Path, src: SideProfile, dst: SideProfile, progress
         }
     } else {
         name = path.display().to_string();
-        // Small files are populated at map time; large dense ones are faulted in by a
-        // helper thread ahead of the decoder (`prefault`).
+        // A large dense file is faulted in by a helper thread ahead of the decoder
+        // (`prefault`); a small one, or any on a single CPU, is populated at map time.
         let len = std::fs::metadata(path).map_err(io(path))?.len();
-        let (map, dense) = map_file_lazy(path, len < crate::prefault::MIN_LEN as u64)?;
+        let (map, dense) = map_file_lazy(path, !crate::prefault::helps(len))?;
         let bytes: &[u8] = &map;
         let mut dec = MainDecoder::for_file(ctx, bytes);
         c.vmdesc_present = dec.vmdesc().is_some();
