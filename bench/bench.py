@@ -1,19 +1,22 @@
 #!/usr/bin/env python3
 """qmig benchmarks, side by side in ONE run on the same files (issue: Benchmarks).
 
-    python3 bench/bench.py [--gib 1] [--big-gib 4] [--runs 5] [--skip-analyze] [--skip-qemu-load]
+    python3 bench/bench.py [--gib 1] [--big-gib 4] [--runs 5] [--lookup-mib 128] [--skip-analyze] [--skip-qemu-load]
 
 Makes its inputs with real QEMU 10.0 at bench time (nothing is committed):
   * a precopy stream of a guest with N GiB of RAM whose every page is non-zero
     (-object memory-backend-file on /dev/shm filled from /dev/urandom),
-  * the same guest as a mapped-ram file,
+  * the same guest as a mapped-ram file, and a smaller one (--lookup-mib) for the lookups,
 and then times, per input, from the page cache:
   qmig check FILE, qmig inspect --json FILE, cat FILE >/dev/null, QEMU 10.0's own load
   (-incoming defer + migrate-incoming file:, until query-migrate says completed),
   analyze-migration.py from QEMU 10.0's Debian source package (fetched into the scratch
   directory, never committed), cat FILE | qmig check -, cat FILE | cat >/dev/null,
-  qmig inspect --extract DIR vs cp FILE, and a mapped-ram page lookup by address.
-It prints each one's median wall time and peak RSS (from /usr/bin/time) and the ratios.
+  qmig inspect --extract DIR vs cp FILE, and mapped-ram page lookups by guest address
+  (target/release/examples/mapped_lookup: random lookups in both mapped-ram files, at
+  two lookup counts, so the time per lookup shows it does not grow with the file).
+It prints each one's median wall, user and system time and peak RSS (from /usr/bin/time)
+and the ratios.
 """
 import argparse, os, shutil, statistics, subprocess, sys, tempfile, time, json
 
@@ -33,34 +36,56 @@ def sh(cmd, **kw):
 
 
 def timed(cmd, runs):
-    """Median wall seconds and max peak RSS (KiB) of a shell command."""
-    walls, rss = [], []
+    """Median wall seconds, max peak RSS (KiB), median user and system seconds of a shell command."""
+    walls, rss, user, sys_ = [], [], [], []
     for _ in range(runs):
         t = time.monotonic()
-        r = subprocess.run(["/usr/bin/time", "-f", "%M", "sh", "-c", cmd + " >/dev/null"], stderr=subprocess.PIPE, text=True)
+        r = subprocess.run(["/usr/bin/time", "-f", "QMIGTIME %U %S %M", "sh", "-c", cmd + " >/dev/null"], stderr=subprocess.PIPE, text=True)
         walls.append(time.monotonic() - t)
-        lines = [l for l in r.stderr.strip().splitlines() if l.strip().isdigit()]
-        rss.append(int(lines[-1]) if lines else 0)
+        lines = [l.split()[1:] for l in r.stderr.strip().splitlines() if l.startswith("QMIGTIME ")]
+        u, s_, m = lines[-1] if lines else ("0", "0", "0")
+        user.append(float(u))
+        sys_.append(float(s_))
+        rss.append(int(m))
         if r.returncode != 0:
             print("  command failed (%d): %s\n%s" % (r.returncode, cmd, r.stderr[-400:]))
-    return statistics.median(walls), max(rss)
+    return statistics.median(walls), max(rss), statistics.median(user), statistics.median(sys_)
 
 
-def qemu(work, name, ram_file, gib, extra):
+def settle(max_wait=60):
+    """Flush the inputs just written (writeback would steal CPU from the timings) and wait,
+    up to max_wait seconds, for the CPUs to be idle (below 10% busy over half a second)."""
+    sh("sync")
+    end = time.monotonic() + max_wait
+    while time.monotonic() < end:
+        a = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        time.sleep(0.5)
+        b = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        d = [y - x for x, y in zip(a, b)]
+        if sum(d) and (sum(d) - d[3] - d[4]) / sum(d) < 0.10:
+            return
+    print("  (the CPUs are still busy: timings below may be disturbed)")
+
+
+def qemu(work, name, ram_file, mib, extra):
     sock = os.path.join(work, name + ".qmp")
-    argv = [QEMU] + LARGS + ["-machine", "pc-q35-10.0,memory-backend=ram0", "-accel", "tcg", "-m", "%dG" % gib,
-            "-object", "memory-backend-file,id=ram0,size=%dG,mem-path=%s,share=off" % (gib, ram_file),
+    argv = [QEMU] + LARGS + ["-machine", "pc-q35-10.0,memory-backend=ram0", "-accel", "tcg", "-m", "%dM" % mib,
+            "-object", "memory-backend-file,id=ram0,size=%dM,mem-path=%s,share=off" % (mib, ram_file),
             "-nographic", "-nodefaults", "-display", "none", "-qmp", "unix:%s,server=on,wait=off" % sock, "-S"] + extra
     p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return p, QMP(sock, timeout=600)
 
 
-def make_stream(work, gib, mapped):
-    ram = "/dev/shm/qmig-bench-ram-%d" % gib
-    if not os.path.exists(ram) or os.path.getsize(ram) != gib << 30:
-        sh("head -c %d /dev/urandom > %s" % (gib << 30, ram))
-    out = os.path.join(work, "stream-%dg%s.bin" % (gib, "-mapped" if mapped else ""))
-    p, q = qemu(work, "src", ram, gib, [])
+def ram_path(mib):
+    return "/dev/shm/qmig-bench-ram-%dM" % mib
+
+
+def make_stream(work, mib, mapped):
+    ram = ram_path(mib)
+    if not os.path.exists(ram) or os.path.getsize(ram) != mib << 20:
+        sh("head -c %d /dev/urandom > %s" % (mib << 20, ram))
+    out = os.path.join(work, "stream-%dm%s.bin" % (mib, "-mapped" if mapped else ""))
+    p, q = qemu(work, "src", ram, mib, [])
     try:
         if mapped:
             q.set_caps(["mapped-ram"])
@@ -73,7 +98,7 @@ def make_stream(work, gib, mapped):
     return out, ram
 
 
-def qemu_load_cmd(work, ram, gib, path, mapped):
+def qemu_load_cmd(work, ram, mib, path, mapped):
     """A shell command that loads `path` into a fresh QEMU 10.0 and waits for completion."""
     script = os.path.join(work, "load.py")
     with open(script, "w") as f:
@@ -91,8 +116,8 @@ st = q.wait_migration(timeout=900)
 q.cmd("quit"); p.wait(timeout=60)
 sys.exit(0 if st == "completed" else 1)
 """ % (os.path.join(REPO, "vectors", "tools"), os.path.join(work, "dst.qmp"),
-       [QEMU] + LARGS + ["-machine", "pc-q35-10.0,memory-backend=ram0", "-accel", "tcg", "-m", "%dG" % gib,
-                          "-object", "memory-backend-file,id=ram0,size=%dG,mem-path=%s,share=off" % (gib, ram),
+       [QEMU] + LARGS + ["-machine", "pc-q35-10.0,memory-backend=ram0", "-accel", "tcg", "-m", "%dM" % mib,
+                          "-object", "memory-backend-file,id=ram0,size=%dM,mem-path=%s,share=off" % (mib, ram),
                           "-nographic", "-nodefaults", "-display", "none",
                           "-qmp", "unix:%s,server=on,wait=off" % os.path.join(work, "dst.qmp"), "-incoming", "defer"], mapped))
     return "%s %s %s" % (sys.executable, script, path)
@@ -119,9 +144,20 @@ def analyze_script(work):
     return None
 
 
-def row(name, t, rss, base=None):
+def row(name, t, rss, user=None, sys_=None, base=None):
     ratio = "" if base is None else "%8.2fx" % (t / base)
-    print("  %-44s %9.3f s %9.1f MiB %s" % (name, t, rss / 1024, ratio))
+    us = "" if user is None else "%7.3f u %7.3f s" % (user, sys_)
+    print("  %-44s %9.3f s %9.1f MiB %18s %s" % (name, t, rss / 1024, us, ratio))
+
+
+def lookups(tool, path, n, runs):
+    """Median per-lookup times (ns) of the mapped_lookup example on one file."""
+    out = []
+    for _ in range(runs):
+        r = subprocess.run([tool, path, str(n)], stdout=subprocess.PIPE, text=True, check=True)
+        out.append(json.loads(r.stdout))
+    return {"pages": out[0]["pages"], "file_bytes": out[0]["file_bytes"], "lookups": n,
+            "lookup_ns": statistics.median(o["lookup_ns"] for o in out), "read_ns": statistics.median(o["read_ns"] for o in out)}
 
 
 def main():
@@ -129,16 +165,18 @@ def main():
     ap.add_argument("--gib", type=int, default=1)
     ap.add_argument("--big-gib", type=int, default=4, help="size of the memory-check stream (0 = skip)")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--lookup-mib", type=int, default=128, help="size of the second mapped-ram file for the lookups (0 = skip)")
     ap.add_argument("--skip-analyze", action="store_true")
     ap.add_argument("--skip-qemu-load", action="store_true")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
-    sh("cd %s && cargo build --release -q -p qmig-harness" % REPO)
+    sh("cd %s && cargo build --release -q -p qmig-harness --bin qmig --example mapped_lookup" % REPO)
     work = tempfile.mkdtemp(prefix="qmig-bench-", dir="/var/tmp")
     try:
-        stream, ram = make_stream(work, a.gib, False)
-        mapped, _ = make_stream(work, a.gib, True)
+        stream, ram = make_stream(work, a.gib << 10, False)
+        mapped, _ = make_stream(work, a.gib << 10, True)
         print("inputs: %s (%d MiB), %s (%d MiB apparent)" % (stream, os.path.getsize(stream) >> 20, mapped, os.path.getsize(mapped) >> 20))
+        settle()
         sh("cat %s %s > /dev/null" % (stream, mapped))
         res = {}
         res["cat"] = timed("cat %s" % stream, a.runs)
@@ -151,44 +189,63 @@ def main():
         res["extract"] = timed("rm -rf %s; %s inspect --extract %s %s" % (xdir, QMIG, xdir, stream), a.runs)
         res["mapped-check"] = timed("%s check --src-caps mapped-ram --dst-caps mapped-ram %s" % (QMIG, mapped), a.runs)
         if not a.skip_qemu_load:
-            res["qemu-load"] = timed(qemu_load_cmd(work, ram, a.gib, stream, False), max(1, a.runs // 2))
+            res["qemu-load"] = timed(qemu_load_cmd(work, ram, a.gib << 10, stream, False), max(1, a.runs // 2))
         if not a.skip_analyze:
             script = analyze_script(work)
             if script:
-                res["analyze"] = timed("python3 %s -f %s" % (script, stream), max(1, a.runs // 2))
+                res["analyze"] = timed("python3 %s -f %s" % (script, stream), a.runs)
             else:
                 print("  analyze-migration.py: could not fetch QEMU 10.0's source package; skipped")
         c = res["check"][0]
-        print("\n%d GiB precopy stream, median of %d runs (ratios: that command's time / qmig check)" % (a.gib, a.runs))
+        print("\n%d GiB precopy stream, median of %d runs (QEMU's load: %d; ratios: that command's time / qmig check)"
+              % (a.gib, a.runs, max(1, a.runs // 2)))
+        print("  %-44s %11s %13s %18s" % ("", "wall", "peak RSS", "user / sys"))
         for k, label in [("check", "qmig check FILE"), ("inspect", "qmig inspect --json FILE"), ("cat", "cat FILE >/dev/null"),
                          ("qemu-load", "QEMU 10.0 load (migrate-incoming file:)"), ("analyze", "analyze-migration.py -f FILE (10.0)"),
                          ("mapped-check", "qmig check MAPPED-RAM-FILE")]:
             if k in res:
-                row(label, res[k][0], res[k][1], c)
+                row(label, *res[k], base=c)
         print("\nstreaming and extraction")
         row("cat FILE | cat >/dev/null", *res["catcat"])
-        row("cat FILE | qmig check -", res["pipe"][0], res["pipe"][1], res["catcat"][0])
+        row("cat FILE | qmig check -", *res["pipe"], base=res["catcat"][0])
         row("cp FILE", *res["cp"])
-        row("qmig inspect --extract DIR FILE", res["extract"][0], res["extract"][1], res["cp"][0])
-        # O(1) lookup: time many random page lookups in the mapped-ram file via the test binary.
+        row("qmig inspect --extract DIR FILE", *res["extract"], base=res["cp"][0])
         os.remove(stream)
+        # Mapped-ram page lookups by guest address: the same lookups in two file sizes, at
+        # two lookup counts (median of --runs runs of the example binary each).
+        lk = {}
+        if a.lookup_mib:
+            tool = os.path.join(REPO, "target", "release", "examples", "mapped_lookup")
+            small, _ = make_stream(work, a.lookup_mib, True)
+            settle()
+            print("\nmapped-ram page lookup by guest address (MappedBlock::page; random addresses in the guest RAM block)")
+            print("  %-44s %12s %22s" % ("", "lookup", "lookup + read 8 bytes"))
+            for f in (small, mapped):
+                for n in (100000, 1000000):
+                    r = lookups(tool, f, n, a.runs)
+                    lk["%s/%d" % (os.path.basename(f), n)] = r
+                    print("  %-44s %9.1f ns %19.1f ns" % ("%d MiB file (%d pages), %d lookups" % (r["file_bytes"] >> 20, r["pages"], n),
+                                                         r["lookup_ns"], r["read_ns"]))
+            os.remove(small)
         if a.big_gib:
-            big, bigram = make_stream(work, a.big_gib, False)
-            t, rss = timed("cat %s | %s check -" % (big, QMIG), 1)
-            row("%d GiB: cat FILE | qmig check -" % a.big_gib, t, rss)
-            t, rss = timed("%s check %s" % (QMIG, big), 1)
-            row("%d GiB: qmig check FILE" % a.big_gib, t, rss)
+            big, bigram = make_stream(work, a.big_gib << 10, False)
+            settle()
+            row("%d GiB: cat FILE | qmig check -" % a.big_gib, *timed("cat %s | %s check -" % (big, QMIG), 1))
+            row("%d GiB: qmig check FILE" % a.big_gib, *timed("%s check %s" % (QMIG, big), 1))
             os.remove(big)
             if bigram.startswith("/dev/shm/") and not a.keep:
                 os.remove(bigram)
-        json.dump({k: {"median_s": v[0], "peak_rss_kib": v[1]} for k, v in res.items()}, open(os.path.join(work, "results.json"), "w"), indent=1)
+        out = {k: {"median_s": v[0], "peak_rss_kib": v[1], "user_s": v[2], "sys_s": v[3]} for k, v in res.items()}
+        out["lookups"] = lk
+        json.dump(out, open(os.path.join(work, "results.json"), "w"), indent=1)
+        if a.keep:
+            print("\nkept %s (results.json)" % work)
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
-            for g in (a.gib, a.big_gib):
-                p = "/dev/shm/qmig-bench-ram-%d" % g
-                if os.path.exists(p):
-                    os.remove(p)
+            for m in (a.gib << 10, a.big_gib << 10, a.lookup_mib):
+                if m and os.path.exists(ram_path(m)):
+                    os.remove(ram_path(m))
 
 
 if __name__ == "__main__":

@@ -167,10 +167,12 @@ struct Known {
     kind: BodyKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Open {
     ty: SectionType,
     id: u32,
+    /// The section's body kind, kept here so a body record costs no section lookup.
+    kind: BodyKind,
     footer_next: bool,
 }
 
@@ -399,7 +401,7 @@ impl MainDecoder {
                     self.step(rd, base, complete)
                 }
             }
-            Phase::Items => match self.open.clone() {
+            Phase::Items => match self.open {
                 Some(o) => self.body_step(rd, base, complete, o),
                 None => self.item_step(rd, base, complete),
             },
@@ -445,8 +447,9 @@ impl MainDecoder {
                         None => return rd.fail_back(4, ErrorKind::UnknownSectionId(h.section_id)),
                     },
                 };
+                let kind = known.kind;
                 self.sections.insert(h.section_id, known);
-                self.open = Some(Open { ty, id: h.section_id, footer_next: false });
+                self.open = Some(Open { ty, id: h.section_id, kind, footer_next: false });
                 Ok(Record::SectionHeader(h))
             }
             SectionType::EOF => {
@@ -501,8 +504,7 @@ impl MainDecoder {
             self.open = None;
             return Ok(Record::Footer(f));
         }
-        let kind = self.sections.get(&o.id).map(|k| k.kind).unwrap_or(BodyKind::Device);
-        match kind {
+        match o.kind {
             BodyKind::Ram => {
                 let (r, resume) = self.ram.next(rd, &self.ctx)?;
                 if let Some(end) = resume {

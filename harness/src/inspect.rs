@@ -341,6 +341,29 @@ pub fn dump_state(bytes: &[u8], ctx: Context) -> Result<Value, String> {
     Ok(Value::Object(state))
 }
 
+/// The blocks of a mapped-ram file, from its MEM_SIZE list (decoding stops at the end of
+/// the list): each gives any page of its block by offset in O(1) ([`MappedBlock::page`]:
+/// one bitmap bit, one slice of `bytes`).
+///
+/// [`MappedBlock::page`]: qmig_codec::mapped_ram::MappedBlock::page
+pub fn mapped_blocks(bytes: &[u8], ctx: Context) -> Result<Vec<qmig_codec::mapped_ram::MappedBlock>, String> {
+    let mut dec = MainDecoder::for_file(ctx, bytes);
+    let mut out = Vec::new();
+    let mut pos = 0u64;
+    while let Some(d) = dec.decode(bytes.get(pos as usize..).unwrap_or_default(), pos, true).map_err(|e| e.to_string())? {
+        pos += d.len;
+        if let Record::Ram(RamRecord::Block(b)) = &d.record {
+            if let Some(h) = b.mapped_ram {
+                out.push(qmig_codec::mapped_ram::MappedBlock { name: b.idstr.to_vec(), used_length: b.used_length, header: h });
+            }
+        }
+        if !out.is_empty() && !dec.ram.in_block_list() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// `--extract DIR`: one sparse file per RAM block, `desc.json`, `state.json`.
 pub fn extract(bytes: &[u8], ctx: Context, dir: &Path) -> Result<Vec<(String, u64)>, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;

@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod model;
 pub mod outcome;
 pub mod peer;
+pub mod prefault;
 pub mod profile;
 pub mod replay;
 pub mod report;

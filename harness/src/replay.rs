@@ -388,23 +388,29 @@ fn mapped_ram_file(f: &std::fs::File) -> bool {
     false
 }
 
-/// Map a file read-only (the only `unsafe` in qmig, confined here).
-#[allow(unsafe_code)]
+/// Map a file read-only, populated at map time unless it is a (sparse) mapped-ram file.
 pub fn map_file(path: &Path) -> Result<memmap2::Mmap, LoadError> {
+    map_file_lazy(path, true).map(|(m, _)| m)
+}
+
+/// Map a file read-only (with [`crate::prefault`], the only `unsafe` in qmig). Returns the
+/// map and whether the file is dense (every page of it will be read): a mapped-ram file
+/// is sparse, and populating or prefaulting it would read its holes. `populate` asks for
+/// `MAP_POPULATE` on a dense file.
+#[allow(unsafe_code)]
+pub fn map_file_lazy(path: &Path, populate: bool) -> Result<(memmap2::Mmap, bool), LoadError> {
     let f = std::fs::File::open(path).map_err(io(path))?;
+    let dense = !mapped_ram_file(&f);
+    let mut opts = memmap2::MmapOptions::new();
+    if dense && populate {
+        opts.populate();
+    }
     // SAFETY: the map is read-only and private to this process; qmig never writes the
     // file. If another process truncates it meanwhile, reads fault (SIGBUS) — the same
     // exposure as every mmap-based reader; inputs are migration files at rest.
-    // MAP_POPULATE saves a page fault per 4 KiB on a dense stream, but a mapped-ram file is
-    // sparse and populating it would read its holes: peek at the configuration first.
-    let sparse = mapped_ram_file(&f);
-    let mut opts = memmap2::MmapOptions::new();
-    if !sparse {
-        opts.populate();
-    }
     let m = unsafe { opts.map(&f) }.map_err(io(path))?;
     let _ = m.advise(memmap2::Advice::Sequential);
-    Ok(m)
+    Ok((m, dense))
 }
 
 /// `qmig check` on a bare main stream without holding it in memory: a file is mapped
@@ -468,34 +474,40 @@ pub fn check_streaming(path: &Path, src: SideProfile, dst: SideProfile, progress
         }
     } else {
         name = path.display().to_string();
-        let map = map_file(path)?;
+        // A large dense file is faulted in by a helper thread ahead of the decoder
+        // (`prefault`); a small one, or any on a single CPU, is populated at map time.
+        let len = std::fs::metadata(path).map_err(io(path))?.len();
+        let (map, dense) = map_file_lazy(path, !crate::prefault::helps(len))?;
         let bytes: &[u8] = &map;
         let mut dec = MainDecoder::for_file(ctx, bytes);
         c.set_vmdesc(dec.vmdesc());
-        let mut pos = 0u64;
         let step = (bytes.len() as u64 / 100).max(64 << 20);
-        let mut next = step;
-        loop {
-            if progress && pos >= next {
-                eprint!("\r{:>3}%", pos * 100 / bytes.len().max(1) as u64);
-                next += step;
+        crate::prefault::read_with(&map, dense, |cur| {
+            let mut pos = 0u64;
+            let mut next = step;
+            loop {
+                if progress && pos >= next {
+                    eprint!("\r{:>3}%", pos * 100 / bytes.len().max(1) as u64);
+                    next += step;
+                }
+                cur.at(pos);
+                let rest = bytes.get(pos as usize..).unwrap_or_default();
+                match qmig_codec::ChannelDecoder::decode(&mut dec, rest, pos, true) {
+                    Ok(Some(d)) => {
+                        pos += d.len;
+                        feed(&d, &mut c);
+                    }
+                    Ok(None) => {
+                        c.event(&end_event(pos));
+                        break;
+                    }
+                    Err(e) => {
+                        c.event(&err_event(e));
+                        break;
+                    }
+                }
             }
-            let rest = bytes.get(pos as usize..).unwrap_or_default();
-            match qmig_codec::ChannelDecoder::decode(&mut dec, rest, pos, true) {
-                Ok(Some(d)) => {
-                    pos += d.len;
-                    feed(&d, &mut c);
-                }
-                Ok(None) => {
-                    c.event(&end_event(pos));
-                    break;
-                }
-                Err(e) => {
-                    c.event(&err_event(e));
-                    break;
-                }
-            }
-        }
+        });
         if progress {
             eprintln!("\r100%");
         }

@@ -52,6 +52,33 @@ fn inspect_views() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A mapped-ram page by guest address, in O(1) from the bitmap, agrees with `--extract`.
+#[test]
+fn mapped_ram_page_lookup() {
+    let path = vec("file100-mapped-ram").join("stream.bin");
+    let bytes = std::fs::read(&path).unwrap();
+    let blocks = qmig_harness::inspect::mapped_blocks(&bytes, qmig_codec::Context::default()).unwrap();
+    let b = blocks.iter().find(|b| b.name == b"ram0").expect("ram0 block");
+    let dir = std::env::temp_dir().join(format!("qmig-lookup-{}", std::process::id()));
+    let o = qmig().args(["inspect", "--extract"]).arg(&dir).arg(&path).output().unwrap();
+    assert!(o.status.success());
+    let ram = std::fs::read(dir.join("ram0.ram")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut present = 0;
+    for addr in (0..b.used_length).step_by(0x1000 + 8) {
+        let page = (addr & !0xfff) as usize;
+        match b.page(&bytes, addr).unwrap() {
+            qmig_codec::mapped_ram::PageLookup::Present(p) => {
+                present += 1;
+                assert_eq!(p, &ram[page..page + 0x1000], "page at 0x{addr:x}");
+            }
+            qmig_codec::mapped_ram::PageLookup::Zero => assert!(ram[page..page + 0x1000].iter().all(|&x| x == 0)),
+        }
+    }
+    assert!(present > 0);
+    assert!(b.page(&bytes, b.used_length).is_err());
+}
+
 #[test]
 fn stdin_and_broken_streams() {
     let bytes = std::fs::read(vec("file72-precopy").join("stream.bin")).unwrap();
