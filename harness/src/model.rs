@@ -118,6 +118,7 @@ pub struct Checker<'c> {
     compression_reported: bool,
     cur_ty: Option<SectionType>,
     initial_data_general: bool,
+    requested: Vec<(String, u64, u64)>,
 }
 
 fn fmt_hex(b: &[u8]) -> String {
@@ -171,6 +172,7 @@ impl<'c> Checker<'c> {
             compression_reported: false,
             cur_ty: None,
             initial_data_general: false,
+            requested: Vec::new(),
         }
     }
 
@@ -900,6 +902,7 @@ impl<'c> Checker<'c> {
                                     self.report(rules::RP_REQ_UNKNOWN_BLOCK, ev, false, format!("page request for unknown block '{bn}'"))
                                 }
                                 Some((_, used)) => {
+                                    self.requested.push((bn.clone(), *a, *b));
                                     if a.saturating_add(*b) > *used || *b == 0 || a % 4096 != 0 {
                                         self.report(
                                             rules::RP_REQ_OUTSIDE,
@@ -1033,9 +1036,21 @@ impl<'c> Checker<'c> {
     }
 
     fn preempt(&mut self, ev: &Event) {
-        if let EventKind::Error(e) = &ev.kind {
-            let e = e.clone();
-            self.decode_error(ev, &e, rules::PREEMPT_DECODE);
+        match &ev.kind {
+            EventKind::Page { block, name, offset, .. } => {
+                let bname = name.clone().or_else(|| block.and_then(|i| self.blocks.get(i as usize)).map(|(n, _)| n.clone()));
+                let page = offset & !0xfff;
+                let asked = bname.as_ref().is_some_and(|b| self.requested.iter().any(|(rb, s, l)| rb == b && page >= *s && page < s + l));
+                if !asked {
+                    let m = format!("urgent page 0x{offset:x} of '{}' that no page request asked for", bname.unwrap_or_default());
+                    self.report(rules::PREEMPT_UNREQUESTED, ev, false, m);
+                }
+            }
+            EventKind::Error(e) => {
+                let e = e.clone();
+                self.decode_error(ev, &e, rules::PREEMPT_DECODE);
+            }
+            _ => {}
         }
     }
 

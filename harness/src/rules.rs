@@ -143,6 +143,7 @@ rules! {
     MULTIFD_SYNC_MODE = "caps/multifd/sync-mode-mismatch", Config, Error, "Both sides sync multifd channels the same way: at every RAM section end (legacy: releases before 8.1, machine types up to 8.0, multifd-flush-after-each-section=on) or once per dirty round marked by MULTIFD_FLUSH.", "migration/multifd-nocomp.c:multifd_ram_flush_and_sync", None;
     MULTIFD_SYNC_COUNT = "multifd/sync/count", Src, Error, "Every multifd channel carries one SYNC packet per sync point of the main stream: each RAM EOS in legacy mode, each MULTIFD_FLUSH in modern mode (9.1 and 9.2 add one at completion).", "migration/multifd.c:multifd_send_sync_main", None;
     MULTIFD_COMPRESSION = "multifd/compression", Config, Unsupported, "Compressed multifd payloads are not inflated by qmig.", "migration/multifd-zlib.c", None;
+    PREEMPT_UNREQUESTED = "postcopy/preempt/unrequested", Src, Warning, "The postcopy-preempt channel carries only pages the destination requested (REQ_PAGES / REQ_PAGES_ID).", "migration/ram.c:ram_save_queue_pages", None;
     PREEMPT_DECODE = "postcopy/preempt/decode", Src, Error, "The preempt channel carries bare RAM records ended by EOS.", "migration/ram.c:ram_load_postcopy", None;
 }
 

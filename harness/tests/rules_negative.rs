@@ -835,6 +835,22 @@ fn preempt_channel_that_does_not_frame() {
     b.chan(Channel::Preempt, |o| o.extend_from_slice(&0x1000u64.to_be_bytes()));
     let s = side("10.0", &["postcopy-ram", "postcopy-preempt"]);
     only(&run(&b, s.clone(), s), rules::PREEMPT_DECODE);
+
+    // Urgent pages: the requested one (0x9000, by REQ_PAGES) is clean, 0x20000 was never asked for.
+    let urgent = |off: u64| {
+        let page = page_bytes(9);
+        let mut o = Vec::new();
+        RamRecord::Page { raw: off | 8, offset: off, block: Some(BLOCK), block_index: None, data: &page }.encode(&mut o);
+        o
+    };
+    let s = side("10.0", &["postcopy-ram", "postcopy-preempt"]);
+    let mut b = Builder::default();
+    synth::postcopy_stream(&mut b);
+    b.chan(Channel::Preempt, |o| o.extend_from_slice(&urgent(0x9000)));
+    let r = run(&b, s.clone(), s.clone());
+    assert!(rules_of(&r).is_empty(), "{:#?}", r.findings);
+    b.chan(Channel::Preempt, |o| o.extend_from_slice(&urgent(0x20000)));
+    only(&run(&b, s.clone(), s), rules::PREEMPT_UNREQUESTED);
 }
 
 /// Guard: every rule of the catalogue is named by a test in this file.
