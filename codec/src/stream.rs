@@ -6,6 +6,7 @@
 //! produced, so the same records come out of a whole file and of any chunking of it
 //! ([`Chunked`]).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use crate::codes::{CommandCode, SectionType, VfioTag};
@@ -190,6 +191,11 @@ pub struct MainDecoder {
     pub ram: RamState,
     vmdesc: Option<VmDesc>,
     gap: Option<(u64, u32)>,
+    /// Address and stream offset of the input of the current `decode` call.
+    input_at: Cell<(usize, u64)>,
+    /// Where an end-of-body scan that ran out of input resumes: (stream offset of the
+    /// scanned bytes, index). Fed in small chunks, a long body is scanned once, not once per chunk.
+    scan_resume: Cell<Option<(u64, usize)>>,
 }
 
 enum Tri {
@@ -211,6 +217,8 @@ impl MainDecoder {
             ram: RamState::default(),
             vmdesc: None,
             gap: None,
+            input_at: Cell::new((0, 0)),
+            scan_resume: Cell::new(None),
         }
     }
 
@@ -333,16 +341,27 @@ impl MainDecoder {
 
     /// Find the first `pat` in `rest` such that `check(bytes after pat)` says yes.
     fn scan(&self, rest: &[u8], pat: &[u8], complete: bool, check: &dyn Fn(&[u8]) -> Tri, what: &str) -> PResult<usize> {
-        let mut i = 0;
+        // The stream offset of `rest`, from its address within this call's input.
+        let (addr, base) = self.input_at.get();
+        let key = base.wrapping_add((rest.as_ptr() as usize).wrapping_sub(addr) as u64);
+        let mut i = match self.scan_resume.take() {
+            Some((k, at)) if k == key && at <= rest.len() => at,
+            _ => 0,
+        };
+        let more = |at: usize| {
+            self.scan_resume.set(Some((key, at)));
+            Err(Stop::Incomplete("section body (looking for its end)"))
+        };
         while i + pat.len() <= rest.len() {
             let Some(j) = rest[i..=rest.len() - pat.len()].iter().position(|&b| b == pat[0]) else {
+                i = rest.len() + 1 - pat.len();
                 break;
             };
             let j = i + j;
             if &rest[j..j + pat.len()] == pat {
                 match check(&rest[j + pat.len()..]) {
                     Tri::Yes => return Ok(j),
-                    Tri::More => return Err(Stop::Incomplete("section body (looking for its end)")),
+                    Tri::More => return more(j),
                     Tri::No => {}
                 }
             }
@@ -351,7 +370,7 @@ impl MainDecoder {
         if complete {
             Err(Stop::Fail { at: 0, kind: ErrorKind::Undelimited(what.to_string()) })
         } else {
-            Err(Stop::Incomplete("section body (looking for its end)"))
+            more(i)
         }
     }
 
@@ -575,6 +594,7 @@ impl ChannelDecoder for MainDecoder {
     type Record<'a> = Record<'a>;
 
     fn decode<'a>(&mut self, input: &'a [u8], base: u64, complete: bool) -> Result<Option<Decoded<Record<'a>>>, DecodeError> {
+        self.input_at.set((input.as_ptr() as usize, base));
         // Leaving a PACKAGED region?
         if let Some(&end) = self.frames.last() {
             if base >= end {
