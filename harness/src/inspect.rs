@@ -46,6 +46,30 @@ pub struct MainDump {
     pub blocks: BTreeMap<String, (u64, u64, u64)>,
 }
 
+/// Walk a main stream record by record from its start: `f` gets the decoder (for its block
+/// list) and each record and says whether to go on. Returns the bytes walked and the decode
+/// error that ended the walk, if one did; an error of `f` ends it at once.
+fn walk<'a, E>(
+    dec: &mut MainDecoder,
+    bytes: &'a [u8],
+    mut f: impl FnMut(&MainDecoder, &Decoded<Record<'a>>) -> Result<bool, E>,
+) -> Result<(u64, Option<DecodeError>), E> {
+    let mut pos = 0u64;
+    loop {
+        let rest = bytes.get(pos as usize..).unwrap_or_default();
+        match dec.decode(rest, pos, true) {
+            Ok(Some(d)) => {
+                pos += d.len;
+                if !f(dec, &d)? {
+                    return Ok((pos, None));
+                }
+            }
+            Ok(None) => return Ok((pos, None)),
+            Err(e) => return Ok((pos, Some(e))),
+        }
+    }
+}
+
 fn hexdump(bytes: &[u8], at: u64) -> String {
     let start = at.saturating_sub(32) & !15;
     let end = (at + 48).min(bytes.len() as u64);
@@ -69,26 +93,14 @@ pub fn dump_main(bytes: &[u8], ctx: Context, pages: bool, mut on_progress: impl 
         MainDump { records: Vec::new(), lines: Vec::new(), error: None, consumed: 0, total: bytes.len() as u64, blocks: BTreeMap::new() };
     let mut run: Option<PageRun> = None;
     let mut block_names: Vec<String> = Vec::new();
-    let mut pos = 0u64;
     let mut next_progress = 0u64;
-    loop {
+    on_progress(0);
+    let walked = walk(&mut dec, bytes, |dec, d| -> Result<bool, std::convert::Infallible> {
+        let pos = d.offset + d.len;
         if pos >= next_progress {
             on_progress(pos);
             next_progress = pos + (64 << 20);
         }
-        let rest = bytes.get(pos as usize..).unwrap_or_default();
-        let d = match dec.decode(rest, pos, true) {
-            Ok(Some(d)) => d,
-            Ok(None) => break,
-            Err(e) => {
-                flush_run(&mut out, &mut run, &block_names);
-                out.lines.push(format!("ERROR {e}"));
-                out.lines.push(hexdump(bytes, e.offset));
-                out.error = Some(e);
-                break;
-            }
-        };
-        pos += d.len;
         out.consumed = pos;
         if let Record::Ram(RamRecord::Block(b)) = &d.record {
             block_names.push(lossy(b.idstr));
@@ -134,17 +146,24 @@ pub fn dump_main(bytes: &[u8], ctx: Context, pages: bool, mut on_progress: impl 
             if let Some(data) = data {
                 r.digest = (r.digest ^ qmig_codec::fnv64(data)).wrapping_mul(0x0100_0000_01b3);
             }
-            continue;
+            return Ok(true);
         }
         flush_run(&mut out, &mut run, &block_names);
-        out.lines.push(line(&d, &dec));
-        let mut v = serde_json::to_value(&d).unwrap_or(Value::Null);
+        out.lines.push(line(d, dec));
+        let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
         if let Record::MappedRamRegion(m) = &d.record {
             v["record"]["value"]["block"] = json!(block_names.get(m.block_index as usize));
         }
         out.records.push(v);
-    }
+        Ok(true)
+    });
+    let Ok((pos, err)) = walked;
     flush_run(&mut out, &mut run, &block_names);
+    if let Some(e) = err {
+        out.lines.push(format!("ERROR {e}"));
+        out.lines.push(hexdump(bytes, e.offset));
+        out.error = Some(e);
+    }
     on_progress(pos);
     if out.error.is_none() && !dec.is_finished() {
         out.lines.push("ERROR stream ended before its EOF".into());
@@ -317,13 +336,7 @@ pub fn dump_state(bytes: &[u8], ctx: Context) -> Result<Value, String> {
     };
     let mut state = serde_json::Map::new();
     let mut cur: Option<(String, u32)> = None;
-    let mut pos = 0u64;
-    loop {
-        let rest = bytes.get(pos as usize..).unwrap_or_default();
-        let Some(d) = dec.decode(rest, pos, true).map_err(|e| e.to_string())? else {
-            break;
-        };
-        pos += d.len;
+    let (_, err) = walk(&mut dec, bytes, |_, d| {
         match &d.record {
             Record::SectionHeader(h) if h.ty == SectionType::FULL => cur = h.full.map(|f| (lossy(f.idstr), f.instance_id)),
             Record::SectionHeader(_) => cur = None,
@@ -337,8 +350,12 @@ pub fn dump_state(bytes: &[u8], ctx: Context) -> Result<Value, String> {
             }
             _ => {}
         }
+        Ok::<_, String>(true)
+    })?;
+    match err {
+        Some(e) => Err(e.to_string()),
+        None => Ok(Value::Object(state)),
     }
-    Ok(Value::Object(state))
 }
 
 /// The blocks of a mapped-ram file, from its MEM_SIZE list (decoding stops at the end of
@@ -349,19 +366,18 @@ pub fn dump_state(bytes: &[u8], ctx: Context) -> Result<Value, String> {
 pub fn mapped_blocks(bytes: &[u8], ctx: Context) -> Result<Vec<qmig_codec::mapped_ram::MappedBlock>, String> {
     let mut dec = MainDecoder::for_file(ctx, bytes);
     let mut out = Vec::new();
-    let mut pos = 0u64;
-    while let Some(d) = dec.decode(bytes.get(pos as usize..).unwrap_or_default(), pos, true).map_err(|e| e.to_string())? {
-        pos += d.len;
+    let (_, err) = walk(&mut dec, bytes, |dec, d| {
         if let Record::Ram(RamRecord::Block(b)) = &d.record {
             if let Some(h) = b.mapped_ram {
                 out.push(qmig_codec::mapped_ram::MappedBlock { name: b.idstr.to_vec(), used_length: b.used_length, header: h });
             }
         }
-        if !out.is_empty() && !dec.ram.in_block_list() {
-            break;
-        }
+        Ok::<_, String>(out.is_empty() || dec.ram.in_block_list())
+    })?;
+    match err {
+        Some(e) => Err(e.to_string()),
+        None => Ok(out),
     }
-    Ok(out)
 }
 
 /// `--extract DIR`: one sparse file per RAM block, `desc.json`, `state.json`.
@@ -376,15 +392,9 @@ pub fn extract(bytes: &[u8], ctx: Context, dir: &Path) -> Result<Vec<(String, u6
     }
     let mut files: Vec<(String, std::fs::File, u64)> = Vec::new();
     let mut written = Vec::new();
-    let mut pos = 0u64;
     let mut mapped: Vec<(usize, qmig_codec::mapped_ram::MappedBlock)> = Vec::new();
     let mut run: Option<(usize, u64, Vec<u8>)> = None;
-    loop {
-        let rest = bytes.get(pos as usize..).unwrap_or_default();
-        let Some(d) = dec.decode(rest, pos, true).map_err(|e| e.to_string())? else {
-            break;
-        };
-        pos += d.len;
+    let (_, err) = walk(&mut dec, bytes, |_, d| {
         match &d.record {
             Record::Ram(RamRecord::MemSize { .. }) => {
                 flush_extract(&mut run, &mut files)?;
@@ -421,6 +431,10 @@ pub fn extract(bytes: &[u8], ctx: Context, dir: &Path) -> Result<Vec<(String, u6
             }
             _ => {}
         }
+        Ok::<_, String>(true)
+    })?;
+    if let Some(e) = err {
+        return Err(e.to_string());
     }
     flush_extract(&mut run, &mut files)?;
     for (i, b) in &mapped {
