@@ -54,26 +54,48 @@ pub struct SideArgs {
     /// Protocol dialect of both sides (merged, precopy-initial-data, fixed-ram, fixed-ram-borisov, virtio-iterative).
     #[arg(long, default_value = "merged")]
     pub dialect: String,
+    /// The source's dialect, when it differs from the destination's (overrides --dialect).
+    #[arg(long)]
+    pub src_dialect: Option<String>,
+    /// The destination's dialect (overrides --dialect).
+    #[arg(long)]
+    pub dst_dialect: Option<String>,
+    /// A source migration parameter or property, NAME=VALUE (repeatable; VALUE is JSON or a
+    /// string), e.g. multifd-channels=4, multifd-flush-after-each-section=on.
+    #[arg(long = "src-param", value_name = "NAME=VALUE")]
+    pub src_params: Vec<String>,
+    /// A destination migration parameter or property, NAME=VALUE (repeatable).
+    #[arg(long = "dst-param", value_name = "NAME=VALUE")]
+    pub dst_params: Vec<String>,
 }
 
 impl SideArgs {
-    fn side(v: &str, machine: &Option<String>, caps: &[String], dialect: &str) -> Result<SideProfile, String> {
+    fn side(v: &str, machine: &Option<String>, caps: &[String], dialect: &str, params: &[String]) -> Result<SideProfile, String> {
         let version: Version = v.parse()?;
         let dialect: Dialect = dialect.parse()?;
+        let mut map = serde_json::Map::new();
+        for p in params {
+            let (k, val) = p.split_once('=').ok_or_else(|| format!("parameter '{p}' is not NAME=VALUE"))?;
+            let val = serde_json::from_str(val).unwrap_or_else(|_| serde_json::Value::String(val.to_string()));
+            map.insert(k.to_string(), val);
+        }
         Ok(SideProfile {
             version,
             dialect,
             machine: machine.clone(),
             caps: caps.iter().filter(|c| !c.is_empty()).cloned().collect(),
+            params: map,
             ..SideProfile::default()
         })
     }
 
     /// Build both profiles.
     pub fn profiles(&self) -> Result<(SideProfile, SideProfile), String> {
+        let sd = self.src_dialect.as_deref().unwrap_or(&self.dialect);
+        let dd = self.dst_dialect.as_deref().unwrap_or(&self.dialect);
         Ok((
-            Self::side(&self.src_version, &self.src_machine, &self.src_caps, &self.dialect)?,
-            Self::side(&self.dst_version, &self.dst_machine, &self.dst_caps, &self.dialect)?,
+            Self::side(&self.src_version, &self.src_machine, &self.src_caps, sd, &self.src_params)?,
+            Self::side(&self.dst_version, &self.dst_machine, &self.dst_caps, dd, &self.dst_params)?,
         ))
     }
 }
@@ -365,13 +387,11 @@ pub fn preflight(sides: &SideArgs, json: bool) -> Result<i32, String> {
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        println!(
-            "source {} ({}) → destination {} ({})",
-            src.version,
-            src.machine.as_deref().unwrap_or("default machine"),
-            dst.version,
-            dst.machine.as_deref().unwrap_or("default machine")
-        );
+        let who = |p: &SideProfile| {
+            let dialect = if p.dialect == Dialect::Merged { String::new() } else { format!(" rfc:{}", p.dialect) };
+            format!("{}{dialect} ({})", p.version, p.machine.as_deref().unwrap_or("default machine"))
+        };
+        println!("source {} → destination {}", who(&src), who(&dst));
         println!(
             "predicted: src {:?}, dst {:?}{}",
             predicted.src,

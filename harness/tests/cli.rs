@@ -128,6 +128,28 @@ fn replay_exit_codes_and_reports() {
     let o = qmig().args(["preflight", "--json", "--src-caps", "mapped-ram"]).output().unwrap();
     let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(p["outcome"]["cause"], "stream/config/capability-mismatch");
+    // Per-side parameters and dialects.
+    let pre = |args: &[&str]| -> serde_json::Value {
+        let o = qmig().args(["preflight", "--json"]).args(args).output().unwrap();
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let p = pre(&["--src-caps", "multifd", "--dst-caps", "multifd", "--dst-param", "multifd-flush-after-each-section=on"]);
+    assert_eq!((p["outcome"]["dst"].as_str(), p["outcome"]["cause"].as_str()), (Some("waiting"), Some("caps/multifd/sync-mode-mismatch")));
+    let p = pre(&["--src-caps", "multifd", "--dst-caps", "multifd", "--src-param", "multifd-channels=4"]);
+    assert_eq!(p["outcome"]["cause"], serde_json::Value::Null, "{p}");
+    let p = pre(&[
+        "--src-version",
+        "8.1",
+        "--src-caps",
+        "return-path,switchover-ack",
+        "--dst-dialect",
+        "precopy-initial-data",
+        "--dst-caps",
+        "return-path,precopy-initial-data",
+    ]);
+    assert_eq!(p["outcome"]["src"], "waiting", "{p}");
+    let o = qmig().args(["preflight", "--src-param", "novalue"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "a parameter without = is a usage error");
 }
 
 #[test]
