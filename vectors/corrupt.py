@@ -146,6 +146,19 @@ def fixed_ram_rename(data):
             {"op": "delete", "offset": at + 10, "len": 1}]
 
 
+def initial_data_handshake(data):
+    """Insert the precopy-initial-data RFC v1 handshake after the configuration section: the
+    general MIG_CMD_INITIAL_DATA_ENABLE (command 11, 268 bytes) and one per-device advise."""
+    assert data[8] == 7, "configuration section expected at offset 8"
+    end = 13 + int.from_bytes(data[9:13], "big")
+    assert data[end] != 5, "base without configuration subsections"
+
+    def cmd(general, idstr):
+        info = bytes([general]) + bytes(7) + idstr.ljust(256, b"\0") + (0).to_bytes(4, "little")
+        return bytes([8]) + (11).to_bytes(2, "big") + len(info).to_bytes(2, "big") + info
+    return [{"op": "insert", "offset": end, "hex": (cmd(1, b"") + cmd(0, b"0000:00:05.0/vfio")).hex()}]
+
+
 # Dialect experiments: a real stream re-spelled as an RFC dialect's, loaded by a real merged
 # destination (name, base case, edits, description, src override, dst override).
 DIALECT_EXPERIMENTS = [
@@ -157,6 +170,15 @@ DIALECT_EXPERIMENTS = [
     ("corrupt-file100-mapped-ram-as-fixed-ram-dst-mapped-ram", "file100-mapped-ram", fixed_ram_rename,
      "fixed-ram RFC source against a merged QEMU 10.0 destination with mapped-ram on (the same layout, another name)",
      {"qemu": "rfc:fixed-ram", "caps": ["fixed-ram"]}, {}),
+    ("corrupt-file72-as-rfc-initial-data", "file72-precopy", initial_data_handshake,
+     "precopy-initial-data RFC v1 source: the 7.2 stream with the RFC's INITIAL_DATA_ENABLE handshake (command 11, "
+     "268 bytes, general + per-device) after its configuration, loaded by a real merged QEMU 7.2",
+     {"qemu": "rfc:precopy-initial-data", "caps": ["precopy-initial-data"]}, {}),
+    ("corrupt-file72-as-rfc-initial-data-to-100", "file72-precopy", initial_data_handshake,
+     "the same RFC handshake loaded by a real merged QEMU 10.0 (machine pc-i440fx-7.2), where command 11 is "
+     "SWITCHOVER_START with length 0",
+     {"qemu": "rfc:precopy-initial-data", "caps": ["precopy-initial-data"]},
+     {"qemu": "10.0", "machine": "pc-i440fx-7.2", "caps": []}),
 ]
 
 

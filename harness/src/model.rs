@@ -680,7 +680,7 @@ impl<'c> Checker<'c> {
     fn initial_data_enable(&mut self, ev: &Event, len: u16, general: bool, idstr: &str) {
         if !self.dst.rfc_initial_data() {
             let m = if self.dst.knows_switchover_start() {
-                format!("MIG_CMD_SWITCHOVER_START received with bad length - expecting 0, got {len}")
+                format!("SWITCHOVER_START received with bad length - expecting 0, got {len}")
             } else {
                 format!("MIG_CMD 0xb unknown (len 0x{len:x}): a {} destination has no INITIAL_DATA_ENABLE", self.dst.version)
             };
