@@ -210,7 +210,8 @@ def main():
         row("cat FILE | qmig check -", *res["pipe"], base=res["catcat"][0])
         row("cp FILE", *res["cp"])
         row("qmig inspect --extract DIR FILE", *res["extract"], base=res["cp"][0])
-        os.remove(stream)
+        if not a.keep:
+            os.remove(stream)
         # Mapped-ram page lookups by guest address: the same lookups in two file sizes, at
         # two lookup counts (median of --runs runs of the example binary each).
         lk = {}
