@@ -19,14 +19,38 @@ pub fn replay(data: &[u8]) {
         transport: qmig_harness::outcome::Transport::Socket,
         channels: vec![mk(main, qmig_codec::Channel::Main), mk(rp, qmig_codec::Channel::ReturnPath)],
     };
-    for caps in [&["return-path"][..], &["postcopy-ram", "switchover-ack", "return-path"][..]] {
-        let side = qmig_harness::profile::SideProfile { caps: caps.iter().map(|c| c.to_string()).collect(), ..Default::default() };
-        let r = qmig_harness::replay::run(&l, side.clone(), Some(side));
+    let merged =
+        |caps: &[&str]| qmig_harness::profile::SideProfile { caps: caps.iter().map(|c| c.to_string()).collect(), ..Default::default() };
+    let mut pairs = vec![
+        (merged(&["return-path"]), merged(&["return-path"])),
+        (merged(&["postcopy-ram", "switchover-ack", "return-path"]), merged(&["postcopy-ram", "switchover-ack", "return-path"])),
+    ];
+    // A pair of dialects picked by the second byte (the same or different on the two sides),
+    // each with its own capabilities on: RFC code paths of the codec and the models.
+    let pick = data.get(1).copied().unwrap_or(0) as usize;
+    let (src_d, dst_d) = (DIALECTS[pick % DIALECTS.len()], DIALECTS[(pick / DIALECTS.len()) % DIALECTS.len()]);
+    pairs.push((rfc_side(src_d), rfc_side(dst_d)));
+    for (src, dst) in pairs {
+        let r = qmig_harness::replay::run(&l, src, Some(dst));
         let code = r.exit_code();
         assert!((0..=3).contains(&code));
         let _ = r.text();
         let _ = serde_json_len(&r);
     }
+}
+
+const DIALECTS: &[(&str, &[&str])] = &[
+    ("10.0", &["return-path", "multifd"]),
+    ("rfc:precopy-initial-data", &["return-path", "precopy-initial-data"]),
+    ("rfc:fixed-ram", &["fixed-ram"]),
+    ("rfc:fixed-ram-borisov", &["fixed-ram"]),
+    ("rfc:virtio-iterative", &["return-path", "virtio-iterative"]),
+    ("7.2", &["return-path"]),
+];
+
+fn rfc_side((qemu, caps): (&str, &[&str])) -> qmig_harness::profile::SideProfile {
+    let (version, dialect, label) = qmig_harness::profile::SideProfile::from_case_qemu(qemu);
+    qmig_harness::profile::SideProfile { version, dialect, label, caps: caps.iter().map(|c| c.to_string()).collect(), ..Default::default() }
 }
 
 fn serde_json_len(r: &qmig_harness::report::Report) -> usize {
