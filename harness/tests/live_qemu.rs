@@ -145,6 +145,10 @@ fn run(c: &Case) -> Option<(String, bool, qmig_harness::report::Report, Vec<Stri
     }
     let (report, sum) = h.join().unwrap().unwrap();
     let ok = sum.completed && sum.error.is_none() && !sum.timed_out;
+    if c.caps.contains(&"postcopy-preempt") && st == "completed" {
+        // The source's second connection (the preempt channel) was accepted and recorded.
+        assert!(dir.join("trace/conn1.qmtrace").exists(), "no preempt connection recorded in {}", dir.display());
+    }
     if ok && std::env::var_os("QMIG_KEEP_LIVE").is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -168,6 +172,14 @@ fn real_sources_complete_into_qmig_listen() {
         Case {
             ver: "10.0",
             caps: &["postcopy-ram"],
+            params: json!({"downtime-limit": 1, "avail-switchover-bandwidth": 1}),
+            postcopy: true,
+            request_pages: 4,
+            misbehave: &[],
+        },
+        Case {
+            ver: "10.0",
+            caps: &["postcopy-ram", "postcopy-preempt"],
             params: json!({"downtime-limit": 1, "avail-switchover-bandwidth": 1}),
             postcopy: true,
             request_pages: 4,
