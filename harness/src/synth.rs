@@ -147,20 +147,17 @@ impl Builder {
 
     /// The RAM setup section (START, MEM_SIZE with one block, EOS, footer).
     pub fn ram_setup(&mut self, id: u32) -> &mut Self {
-        self.section(SectionType::START, id, Some((b"ram", 0, 4)))
-            .ram(&[
-                RamRecord::MemSize { raw: BLOCK_LEN | 4, total: BLOCK_LEN },
-                RamRecord::Block(RamBlockEntry {
-                    idstr: BLOCK,
-                    used_length: BLOCK_LEN,
-                    page_size: None,
-                    gpa: None,
-                    mapped_ram: None,
-                    fixed_ram_borisov: None,
-                }),
-                eos(),
-            ])
-            .footer(id)
+        self.ram_setup_with(id, BLOCK_LEN, None, &[])
+    }
+
+    /// The RAM setup section with MEM_SIZE `total`, the one block (with `gpa`, as under
+    /// x-ignore-shared) and `before_eos` records (e.g. MULTIFD_FLUSH) before its EOS.
+    pub fn ram_setup_with(&mut self, id: u32, total: u64, gpa: Option<u64>, before_eos: &[RamRecord<'_>]) -> &mut Self {
+        let block = RamBlockEntry { idstr: BLOCK, used_length: BLOCK_LEN, page_size: None, gpa, mapped_ram: None, fixed_ram_borisov: None };
+        let mut recs = vec![RamRecord::MemSize { raw: total | 4, total }, RamRecord::Block(block)];
+        recs.extend_from_slice(before_eos);
+        recs.push(eos());
+        self.section(SectionType::START, id, Some((b"ram", 0, 4))).ram(&recs).footer(id)
     }
 
     /// A RAM iteration with one normal page at `off` and one zero page after it.
@@ -313,22 +310,7 @@ pub fn multifd_packet(flags: u32, block: &[u8], offsets: &[u64], payload: &[u8],
 /// first round; each of `channels` carries one page and `syncs` SYNC packets).
 pub fn multifd_stream(b: &mut Builder, channels: u32, syncs: u32) {
     let page = page_bytes(11);
-    b.header().config(b"pc-i440fx-10.0", &[]);
-    b.section(SectionType::START, 2, Some((b"ram", 0, 4)))
-        .ram(&[
-            RamRecord::MemSize { raw: BLOCK_LEN | 4, total: BLOCK_LEN },
-            RamRecord::Block(RamBlockEntry {
-                idstr: BLOCK,
-                used_length: BLOCK_LEN,
-                page_size: None,
-                gpa: None,
-                mapped_ram: None,
-                fixed_ram_borisov: None,
-            }),
-            RamRecord::MultifdFlush { raw: 0x200 },
-            eos(),
-        ])
-        .footer(2);
+    b.header().config(b"pc-i440fx-10.0", &[]).ram_setup_with(2, BLOCK_LEN, None, &[RamRecord::MultifdFlush { raw: 0x200 }]);
     for ch in 0..channels {
         b.chan(Channel::Multifd(ch), |o| o.extend_from_slice(&multifd_init(ch as u8, &[0; 16])));
         b.chan(Channel::Multifd(ch), |o| o.extend_from_slice(&multifd_packet(1, b"", &[], &[], 0)));

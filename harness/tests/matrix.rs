@@ -8,7 +8,7 @@
 
 use qmig_codec::codes::{CommandCode, RpMessageType, SectionType};
 use qmig_codec::command::{Advise, CommandBody};
-use qmig_codec::ram::{RamBlockEntry, RamRecord};
+use qmig_codec::ram::RamRecord;
 use qmig_codec::return_path::{RpBody, RpMessage};
 use qmig_harness::outcome::Status;
 use qmig_harness::profile::SideProfile;
@@ -85,19 +85,7 @@ fn stream(src: &SideProfile, ack_from_dst: bool) -> Builder {
     }
     // The block list carries a GPA per block under x-ignore-shared.
     let gpa = src.has("x-ignore-shared").then_some(0u64);
-    b.section(SectionType::START, 2, Some((b"ram", 0, 4))).ram(&[
-        RamRecord::MemSize { raw: BLOCK_LEN | 4, total: BLOCK_LEN },
-        RamRecord::Block(RamBlockEntry {
-            idstr: BLOCK,
-            used_length: BLOCK_LEN,
-            page_size: None,
-            gpa,
-            mapped_ram: None,
-            fixed_ram_borisov: None,
-        }),
-        eos(),
-    ]);
-    b.footer(2).ram_part(SectionType::PART, 2, 0, &page_bytes(1));
+    b.ram_setup_with(2, BLOCK_LEN, gpa, &[]).ram_part(SectionType::PART, 2, 0, &page_bytes(1));
     if src.switchover_ack() && !ack_from_dst {
         return b; // the source keeps iterating; the recording ends here
     }
@@ -225,21 +213,9 @@ fn multifd_stream(version: &str, machine: &str, legacy: bool) -> Builder {
     for ch in 0..2u32 {
         b.chan(Channel::Multifd(ch), |o| o.extend_from_slice(&multifd_init(ch as u8, &[0; 16])));
     }
-    let block = RamRecord::Block(RamBlockEntry {
-        idstr: BLOCK,
-        used_length: BLOCK_LEN,
-        page_size: None,
-        gpa: None,
-        mapped_ram: None,
-        fixed_ram_borisov: None,
-    });
-    let mem = RamRecord::MemSize { raw: BLOCK_LEN | 4, total: BLOCK_LEN };
     sync(&mut b);
-    if legacy {
-        b.section(SectionType::START, 2, Some((b"ram", 0, 4))).ram(&[mem, block, eos()]).footer(2);
-    } else {
-        b.section(SectionType::START, 2, Some((b"ram", 0, 4))).ram(&[mem, block, flush, eos()]).footer(2);
-    }
+    let setup_flush: &[RamRecord<'_>] = if legacy { &[] } else { &[flush] };
+    b.ram_setup_with(2, BLOCK_LEN, None, setup_flush);
     // One round: a page per channel, then the round's sync.
     for ch in 0..2u32 {
         let page = page_bytes(ch as u8);

@@ -406,7 +406,6 @@ fn vfio_init_data_sent_without_switchover_ack() {
 use qmig_codec::codes::VfioTag;
 use qmig_codec::config::{ConfigSubsection, Configuration};
 use qmig_codec::multifd::MULTIFD_MAGIC;
-use qmig_codec::ram::RamBlockEntry;
 use qmig_codec::vfio::VfioRecord;
 use qmig_codec::vmdesc::VmDescTrailer;
 use qmig_codec::Channel;
@@ -734,20 +733,7 @@ fn mapped_ram_and_ram_rules() {
     // The block list adds up to more than MEM_SIZE.
     let mut b = Builder::default();
     b.header().config(b"pc-i440fx-10.0", &[]).cmd(CommandCode::OPEN_RETURN_PATH, CommandBody::OpenReturnPath);
-    b.section(SectionType::START, 2, Some((b"ram", 0, 4)))
-        .ram(&[
-            RamRecord::MemSize { raw: 0x8000 | 4, total: 0x8000 },
-            RamRecord::Block(RamBlockEntry {
-                idstr: BLOCK,
-                used_length: BLOCK_LEN,
-                page_size: None,
-                gpa: None,
-                mapped_ram: None,
-                fixed_ram_borisov: None,
-            }),
-            eos(),
-        ])
-        .footer(2);
+    b.ram_setup_with(2, 0x8000, None, &[]);
     let r = run(&b, rp(), rp());
     only(&r, rules::RAM_MEM_SIZE_TOTAL);
     assert_eq!(r.outcome.dst, Status::Failed);
