@@ -57,32 +57,24 @@ pub fn main_stream(data: &[u8]) {
     let chunk = data.first().map(|b| *b as usize + 1).unwrap_or(1);
     let mut c = Chunked::new(MainDecoder::for_file(Context::default(), data));
     let mut chunked = Vec::new();
+    // Every record the bytes fed so far complete.
+    let drain = |c: &mut Chunked<MainDecoder>, out: &mut Vec<Norm>| -> Result<(), DecodeError> {
+        while let Some(d) = c.next_record()? {
+            out.push(normalize(&d));
+        }
+        Ok(())
+    };
     let mut failed = None;
-    'feed: for piece in data.chunks(chunk) {
+    for piece in data.chunks(chunk) {
         c.feed(piece);
-        loop {
-            match c.next_record() {
-                Ok(Some(d)) => chunked.push(normalize(&d)),
-                Ok(None) => break,
-                Err(e) => {
-                    failed = Some(e);
-                    break 'feed;
-                }
-            }
+        if let Err(e) = drain(&mut c, &mut chunked) {
+            failed = Some(e);
+            break;
         }
     }
     if failed.is_none() {
         c.finish();
-        loop {
-            match c.next_record() {
-                Ok(Some(d)) => chunked.push(normalize(&d)),
-                Ok(None) => break,
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
+        failed = drain(&mut c, &mut chunked).err();
     }
     if let Some(e) = &failed {
         check_error(e, data.len(), &Channel::Main);
