@@ -836,7 +836,15 @@ fn preempt_channel_that_does_not_frame() {
     let r = run(&b, s.clone(), s.clone());
     assert!(rules_of(&r).is_empty(), "{:#?}", r.findings);
     b.chan(Channel::Preempt, |o| o.extend_from_slice(&urgent(0x20000)));
-    only(&run(&b, s.clone(), s), rules::PREEMPT_UNREQUESTED);
+    only(&run(&b, s.clone(), s.clone()), rules::PREEMPT_UNREQUESTED);
+
+    // A request whose range runs past 2^64, and the urgent page it asked for: no overflow.
+    let top = u64::MAX & !0xfff;
+    let mut b = Builder::default();
+    synth::postcopy_stream(&mut b);
+    b.rp(RpMessage::new(RpMessageType::REQ_PAGES_ID, RpBody::ReqPagesId { start: top, len: 0x2000, block: BLOCK }));
+    b.chan(Channel::Preempt, |o| o.extend_from_slice(&urgent(top)));
+    only(&run(&b, s.clone(), s), rules::RP_REQ_OUTSIDE);
 }
 
 /// Guard: every rule of the catalogue is named by a test in this file.
