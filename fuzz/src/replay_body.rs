@@ -1,11 +1,15 @@
 //! The harness replay fuzz body: arbitrary main-stream and return-path bytes through the
 //! peer models. Never a panic, always a verdict. Shared with `harness/tests/fuzz_replay.rs`.
 
-/// First byte: how many of the following bytes are the return path; the rest is the main stream.
+/// First byte: how many of the following bytes are the return path; the rest is the main
+/// stream, whose last `data[2]` bytes become a postcopy-preempt and a multifd channel (half each).
 pub fn replay(data: &[u8]) {
     let split = data.first().map(|b| *b as usize + 1).unwrap_or(0).min(data.len());
     let (rp, main) = data.split_at(split);
     let rp = rp.get(1..).unwrap_or_default();
+    let tail = data.get(2).map(|b| *b as usize).unwrap_or(0).min(main.len());
+    let (main, extra) = main.split_at(main.len() - tail);
+    let (preempt, multifd) = extra.split_at(extra.len() / 2);
     let mk = |bytes: &[u8], ch| qmig_harness::events::ChannelBytes {
         channel: Some(ch),
         bytes: bytes.to_vec(),
@@ -17,13 +21,19 @@ pub fn replay(data: &[u8]) {
         name: "fuzz".into(),
         meta: None,
         transport: qmig_harness::outcome::Transport::Socket,
-        channels: vec![mk(main, qmig_codec::Channel::Main), mk(rp, qmig_codec::Channel::ReturnPath)],
+        channels: vec![
+            mk(main, qmig_codec::Channel::Main),
+            mk(rp, qmig_codec::Channel::ReturnPath),
+            mk(preempt, qmig_codec::Channel::Preempt),
+            mk(multifd, qmig_codec::Channel::Multifd(0)),
+        ],
     };
     let merged =
         |caps: &[&str]| qmig_harness::profile::SideProfile { caps: caps.iter().map(|c| c.to_string()).collect(), ..Default::default() };
     let mut pairs = vec![
         (merged(&["return-path"]), merged(&["return-path"])),
         (merged(&["postcopy-ram", "switchover-ack", "return-path"]), merged(&["postcopy-ram", "switchover-ack", "return-path"])),
+        (merged(&["postcopy-ram", "postcopy-preempt", "return-path"]), merged(&["postcopy-ram", "postcopy-preempt", "return-path"])),
     ];
     // A pair of dialects picked by the second byte (the same or different on the two sides),
     // each with its own capabilities on: RFC code paths of the codec and the models.

@@ -1040,7 +1040,9 @@ impl<'c> Checker<'c> {
             EventKind::Page { block, name, offset, .. } => {
                 let bname = name.clone().or_else(|| block.and_then(|i| self.blocks.get(i as usize)).map(|(n, _)| n.clone()));
                 let page = offset & !0xfff;
-                let asked = bname.as_ref().is_some_and(|b| self.requested.iter().any(|(rb, s, l)| rb == b && page >= *s && page < s.saturating_add(*l)));
+                let asked = bname
+                    .as_ref()
+                    .is_some_and(|b| self.requested.iter().any(|(rb, s, l)| rb == b && page >= *s && page < s.saturating_add(*l)));
                 if !asked {
                     let m = format!("urgent page 0x{offset:x} of '{}' that no page request asked for", bname.unwrap_or_default());
                     self.report(rules::PREEMPT_UNREQUESTED, ev, false, m);
