@@ -839,7 +839,7 @@ fn preempt_channel_that_does_not_frame() {
     only(&run(&b, s.clone(), s.clone()), rules::PREEMPT_UNREQUESTED);
 
     // A request whose range runs past 2^64, and the urgent page it asked for: no overflow.
-    let top = u64::MAX & !0xfff;
+    let top: u64 = !0xfff;
     let mut b = Builder::default();
     synth::postcopy_stream(&mut b);
     b.rp(RpMessage::new(RpMessageType::REQ_PAGES_ID, RpBody::ReqPagesId { start: top, len: 0x2000, block: BLOCK }));
