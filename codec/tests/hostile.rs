@@ -617,12 +617,17 @@ fn synthetic() -> Vec<(String, Vec<u8>, Context)> {
         }
         v.push((format!("mem-size-2^60-50k-blocks{caps:?}"), b, ctx));
     }
+    // Header, then a START (1) or FULL (4) section header: id, idstr, instance 0, version 1.
+    let with_section = |ty: u8, id: u8, idstr: &[u8]| {
+        let mut b = Vec::new();
+        hdr(&mut b);
+        b.extend_from_slice(&[ty, 0, 0, 0, id, idstr.len() as u8]);
+        b.extend_from_slice(idstr);
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);
+        b
+    };
     // VFIO section with an inflated DEV_DATA_STATE size and a config state without end.
-    let mut b = Vec::new();
-    hdr(&mut b);
-    b.extend_from_slice(&[4, 0, 0, 0, 9, 17]);
-    b.extend_from_slice(b"0000:00:02.0/vfio");
-    b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);
+    let mut b = with_section(4, 9, b"0000:00:02.0/vfio");
     b.extend_from_slice(&0xffff_ffff_ef10_0004u64.to_be_bytes());
     b.extend_from_slice(&(1u64 << 62).to_be_bytes());
     b.extend_from_slice(&[0; 64]);
@@ -636,11 +641,7 @@ fn synthetic() -> Vec<(String, Vec<u8>, Context)> {
     }
     v.push(("vfio-config-many-false-ends".into(), b, Context::default()));
     // virtio-iterative RFC: INIT_STATE whose END_DATA is followed by many false footers.
-    let mut b = Vec::new();
-    hdr(&mut b);
-    b.extend_from_slice(&[1, 0, 0, 0, 9, 33]);
-    b.extend_from_slice(b"0000:00:03.0/virtio-net-iterative");
-    b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);
+    let mut b = with_section(1, 9, b"0000:00:03.0/virtio-net-iterative");
     b.extend_from_slice(&0xffff_ffff_ef20_0000u64.to_be_bytes());
     for _ in 0..5000 {
         b.extend_from_slice(&0xffff_ffff_ef20_0001u64.to_be_bytes());
@@ -651,11 +652,7 @@ fn synthetic() -> Vec<(String, Vec<u8>, Context)> {
     // A 1 MiB FULL body without vmdesc: its end is found by scanning for the footer, and fed
     // in 82-byte chunks (the chunked body) that scan resumes instead of restarting (restarts
     // were quadratic: about 1 s for this input, 14.5 s for a 64 MiB body through a pipe).
-    let mut b = Vec::new();
-    hdr(&mut b);
-    b.extend_from_slice(&[4, 0, 0, 0, 0, 6]);
-    b.extend_from_slice(b"bigdev");
-    b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 1]);
+    let mut b = with_section(4, 0, b"bigdev");
     b.resize(b.len() + (1 << 20), 0x11);
     b.extend_from_slice(&[0x7e, 0, 0, 0, 0, 0]);
     v.push(("device-body-1mib-no-vmdesc".into(), b, Context::default()));
