@@ -492,8 +492,7 @@ impl<'c> Checker<'c> {
                 self.report(rules::CONFIG_PAGE_BITS, ev, true, format!("Received TARGET_PAGE_BITS is {bits} but local is 12"));
             }
         }
-        if let (Some(rx), Some(local)) = (uuid, self.dst.uuid.clone()) {
-            let local_hex: String = local.chars().filter(|c| *c != '-').collect::<String>().to_lowercase();
+        if let (Some(rx), Some(local), Some(local_hex)) = (uuid, self.dst.uuid.clone(), self.dst.uuid_hex()) {
             if rx != local_hex {
                 self.report(rules::CONFIG_UUID, ev, true, format!("UUID received is {rx} and local is {local}"));
             }
@@ -956,7 +955,7 @@ impl<'c> Checker<'c> {
                         }
                     }
                 }
-                let expected = self.dst.uuid.as_deref().map(|u| u.chars().filter(|c| *c != '-').collect::<String>().to_lowercase());
+                let expected = self.dst.uuid_hex();
                 match (expected, &self.multifd_uuid) {
                     (Some(local), _) if *uuid != local => {
                         let m = format!("multifd: received uuid '{uuid}' and expected uuid '{local}' for channel {id}");

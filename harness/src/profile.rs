@@ -75,6 +75,11 @@ impl SideProfile {
         }
     }
 
+    /// `-uuid` as the 32 lowercase hex digits the stream carries (configuration, multifd).
+    pub fn uuid_hex(&self) -> Option<String> {
+        self.uuid.as_deref().map(|u| u.chars().filter(|c| *c != '-').collect::<String>().to_lowercase())
+    }
+
     /// Is capability `c` on?
     pub fn has(&self, c: &str) -> bool {
         self.caps.iter().any(|x| x == c)
